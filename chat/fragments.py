@@ -1,0 +1,33 @@
+"""Server → browser frames: HTML fragments that htmx swaps out of band, by id.
+
+Every byte comes from templates/chat/frames.html (autoescaped); this module only picks the
+partial and its context.
+"""
+
+from __future__ import annotations
+
+from django.template.loader import render_to_string
+
+from .generation import ReplyEvent, ReplyFinished, TextBatch, TurnStarted
+
+FRAMES = "chat/frames.html"
+
+
+def for_event(event: ReplyEvent) -> str:
+    if isinstance(event, TextBatch):
+        return render_to_string(
+            f"{FRAMES}#text_batch", {"message_id": event.message_id, "text": event.text}
+        )
+    if isinstance(event, TurnStarted):
+        return render_to_string(
+            f"{FRAMES}#turn_started",
+            {"user_message": event.user_message, "assistant_message": event.assistant_message},
+        )
+    if isinstance(event, ReplyFinished):
+        return render_to_string(f"{FRAMES}#reply_finished", {"message": event.message})
+    raise TypeError(f"no fragment for {event!r}")
+
+
+def notice(text: str, *, level: str = "info") -> str:
+    """A short message for the user in the page's notice area (errors included)."""
+    return render_to_string(f"{FRAMES}#notice", {"text": text, "level": level})

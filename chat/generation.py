@@ -1,0 +1,287 @@
+"""One assistant reply's life: history → provider stream → batches → the door's sink → saved.
+
+Every door (the WebSocket consumer today) starts a turn with `start_turn()` and gets a `Reply`
+back. The reply runs as two asyncio tasks owned by that door:
+
+- the *upstream* task iterates the provider's stream. Stopping cancels exactly this task; the
+  CancelledError leaves the SDK's `async with`, which closes the HTTP stream to the provider;
+- the *driver* task coalesces text into batches (at most one per `batch_interval`), hands each
+  batch to the sink, checkpoints on a timer, and saves the outcome when the stream ends.
+
+The text saved for a stopped reply is exactly the text handed to the sink: a batch still
+pending when Stop arrives was never shown, so it is dropped, not saved.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+
+from . import selectors, services
+from .models import Conversation, Message
+from .providers import (
+    ChatTurn,
+    Provider,
+    ProviderError,
+    StreamEnd,
+    StreamStart,
+    TextDelta,
+    get_provider,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class TurnStarted:
+    user_message: Message
+    assistant_message: Message
+
+
+@dataclass(frozen=True, slots=True)
+class TextBatch:
+    message_id: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyFinished:
+    message: Message
+
+
+ReplyEvent = TurnStarted | TextBatch | ReplyFinished
+Sink = Callable[[ReplyEvent], Awaitable[None]]
+
+
+def estimate_tokens(chars: int) -> int:
+    """About four characters a token for English text: an estimate, and flagged as one."""
+    return (chars + 3) // 4
+
+
+class Reply:
+    """A streaming assistant reply. Create it with `start_turn()`."""
+
+    def __init__(
+        self,
+        *,
+        message: Message,
+        history: list[ChatTurn],
+        system: str,
+        provider: Provider,
+        sink: Sink,
+    ) -> None:
+        self.message = message
+        self._history = history
+        self._system = system
+        self._provider = provider
+        self._sink = sink
+        self._batch_interval: float = settings.CHAT_BATCH_INTERVAL
+        self._checkpoint_interval: float = settings.CHAT_CHECKPOINT_INTERVAL
+
+        self._pending: list[str] = []  # received, not yet handed to the sink
+        self._sent: list[str] = []  # handed to the sink: what the user saw
+        self._received_chars = 0
+        self._wake = asyncio.Event()
+        self._stop_reason: str | None = None
+        self._error: str = ""
+        self._end: StreamEnd | None = None
+        self._input_tokens: int | None = None
+        self._started = time.monotonic()
+        self._first_token_at: float | None = None
+        self._upstream: asyncio.Task[None] | None = None
+        self._driver: asyncio.Task[Message] | None = None
+
+    # --- what a door calls --------------------------------------------------------------
+
+    def start(self) -> None:
+        self._upstream = asyncio.create_task(
+            self._read_upstream(), name=f"reply-{self.message.pk}-upstream"
+        )
+        self._driver = asyncio.create_task(self._drive(), name=f"reply-{self.message.pk}")
+
+    @property
+    def done(self) -> bool:
+        return self._driver is None or self._driver.done()
+
+    def stop(self, reason: str) -> None:
+        """Stop now: close the upstream stream at once; the driver then saves the partial.
+
+        Safe to call twice or after the end; the first reason wins.
+        """
+        if self._stop_reason is None and not self.done:
+            self._stop_reason = reason
+        if self._upstream is not None and not self._upstream.done():
+            self._upstream.cancel()
+
+    async def wait(self) -> Message:
+        """The saved message once the reply has ended (shielded: waiting never cancels it)."""
+        assert self._driver is not None, "start() first"
+        return await asyncio.shield(self._driver)
+
+    # --- the two tasks --------------------------------------------------------------------
+
+    async def _read_upstream(self) -> None:
+        try:
+            stream = self._provider.stream(
+                model=self.message.model,
+                system=self._system,
+                history=self._history,
+                max_tokens=settings.CHAT_MAX_TOKENS,
+            )
+            async for event in stream:
+                if isinstance(event, TextDelta):
+                    if self._first_token_at is None:
+                        self._first_token_at = time.monotonic()
+                    self._pending.append(event.text)
+                    self._received_chars += len(event.text)
+                    self._wake.set()
+                elif isinstance(event, StreamStart):
+                    self._input_tokens = event.input_tokens
+                elif isinstance(event, StreamEnd):
+                    self._end = event
+        except ProviderError as exc:
+            logger.warning(
+                "reply %s in conversation %s failed upstream: %s",
+                self.message.pk,
+                self.message.conversation_id,
+                exc,
+            )
+            self._error = str(exc)
+        except Exception:
+            logger.exception(
+                "reply %s in conversation %s crashed", self.message.pk, self.message.conversation_id
+            )
+            self._error = "The reply failed because of a server error."
+        finally:
+            self._wake.set()
+
+    async def _drive(self) -> Message:
+        assert self._upstream is not None
+        try:
+            await self._pump(self._upstream)
+        except asyncio.CancelledError:
+            # The owner itself is going away (process shutdown): save what was seen, then go.
+            self.stop(Message.StopReason.DISCONNECT)
+            await self._finish()
+            raise
+        except Exception:
+            logger.exception("reply %s: delivering a batch failed", self.message.pk)
+            self._error = self._error or "The reply could not be delivered."
+            self._upstream.cancel()
+        return await self._finish()
+
+    async def _pump(self, upstream: asyncio.Task[None]) -> None:
+        last_checkpoint = time.monotonic()
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if self._stop_reason is not None:
+                return  # a pending batch was never shown: it is dropped with the stop
+            if self._pending:
+                text = "".join(self._pending)
+                self._pending.clear()
+                self._sent.append(text)
+                await self._sink(TextBatch(message_id=self.message.pk, text=text))
+            if upstream.done():
+                return
+            if time.monotonic() - last_checkpoint >= self._checkpoint_interval:
+                last_checkpoint = time.monotonic()
+                await database_sync_to_async(services.message_checkpoint)(
+                    message_id=self.message.pk, content="".join(self._sent)
+                )
+            # The coalescing window; it ends early when the stream ends or is stopped.
+            await asyncio.wait([upstream], timeout=self._batch_interval)
+
+    async def _finish(self) -> Message:
+        assert self._upstream is not None
+        if not self._upstream.done():
+            await asyncio.wait([self._upstream])
+        content = "".join(self._sent)
+        ttft = (
+            round((self._first_token_at - self._started) * 1000)
+            if self._first_token_at is not None
+            else None
+        )
+        fields: dict[str, object] = {
+            "content": content,
+            "input_tokens": self._input_tokens,
+            "time_to_first_token_ms": ttft,
+        }
+        if self._stop_reason is not None:
+            fields |= {
+                "status": Message.Status.INTERRUPTED,
+                "stop_reason": self._stop_reason,
+                "output_tokens": estimate_tokens(self._received_chars),
+                "tokens_estimated": True,
+            }
+        elif self._end is not None and not self._error:
+            fields |= {
+                "status": Message.Status.COMPLETE,
+                "stop_reason": self._end.stop_reason,
+                "output_tokens": self._end.output_tokens,
+            }
+        else:
+            fields |= {
+                "status": Message.Status.ERROR,
+                "stop_reason": Message.StopReason.ERROR,
+                "error": self._error or "The model's stream ended unexpectedly.",
+                "output_tokens": estimate_tokens(self._received_chars),
+                "tokens_estimated": True,
+            }
+        # Shielded: a second cancellation must not lose the save.
+        message = await asyncio.shield(
+            database_sync_to_async(services.message_finalize)(message_id=self.message.pk, **fields)
+        )
+        logger.info(
+            "reply %s in conversation %s ended: %s (%s), %d chars",
+            message.pk,
+            message.conversation_id,
+            message.status,
+            message.stop_reason,
+            len(message.content),
+        )
+        try:
+            await self._sink(ReplyFinished(message=message))
+        except Exception:
+            # The door is gone (socket closed); the outcome is saved, which is what matters.
+            logger.debug("reply %s: the final frame could not be delivered", message.pk)
+        return message
+
+
+def _begin_turn(
+    conversation: Conversation, text: str, model: str
+) -> tuple[Message, Message, list[ChatTurn]]:
+    user_message, assistant_message = services.turn_start(
+        conversation=conversation, text=text, model=model
+    )
+    history = selectors.history_for_model(
+        conversation=conversation, before_message_id=assistant_message.pk
+    )
+    return user_message, assistant_message, history
+
+
+async def start_turn(*, conversation: Conversation, text: str, sink: Sink) -> Reply:
+    """Save the user's message, announce the turn to the sink, and start the reply.
+
+    Raises services.ReplyAlreadyStreaming (nothing saved) if a reply is already streaming.
+    """
+    model = conversation.model or settings.CHAT_MODEL
+    user_message, assistant_message, history = await database_sync_to_async(_begin_turn)(
+        conversation, text, model
+    )
+    await sink(TurnStarted(user_message=user_message, assistant_message=assistant_message))
+    reply = Reply(
+        message=assistant_message,
+        history=history,
+        system=conversation.system_prompt,
+        provider=get_provider(),
+        sink=sink,
+    )
+    reply.start()
+    return reply

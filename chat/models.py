@@ -1,0 +1,107 @@
+"""Conversations and their messages.
+
+A message's `content` is exactly the text the user saw; the `[Interrupted]` marker is derived
+from its status (`Message.display_text`) so the saved text never drifts from what was streamed.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+INTERRUPTED_MARKER = "[Interrupted]"
+
+
+class Conversation(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations"
+    )
+    title = models.CharField(max_length=200, blank=True)
+    model = models.CharField(max_length=100, blank=True, help_text="Empty: the site default.")
+    system_prompt = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-updated_at"]
+        indexes = [models.Index(fields=["user", "-updated_at"])]
+
+    def __str__(self) -> str:
+        return self.title or "Untitled conversation"
+
+
+class Message(models.Model):
+    class Role(models.TextChoices):
+        USER = "user"
+        ASSISTANT = "assistant"
+
+    class Status(models.TextChoices):
+        COMPLETE = "complete"
+        STREAMING = "streaming"
+        INTERRUPTED = "interrupted"
+        ERROR = "error"
+
+    class StopReason(models.TextChoices):
+        END_TURN = "end_turn"
+        MAX_TOKENS = "max_tokens"
+        STOP_SEQUENCE = "stop_sequence"
+        REFUSAL = "refusal"
+        USER_STOP = "user_stop"
+        DISCONNECT = "disconnect"
+        ERROR = "error"
+        SERVER_RESTART = "server_restart"
+
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="messages"
+    )
+    role = models.CharField(max_length=16, choices=Role.choices)
+    content = models.TextField(blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.COMPLETE)
+    stop_reason = models.CharField(max_length=32, choices=StopReason.choices, blank=True)
+    error = models.TextField(blank=True, help_text="What went wrong, as shown to the user.")
+    input_tokens = models.PositiveIntegerField(null=True, blank=True)
+    output_tokens = models.PositiveIntegerField(null=True, blank=True)
+    tokens_estimated = models.BooleanField(
+        default=False,
+        help_text="Output tokens estimated from the text: a stopped stream never reports them.",
+    )
+    time_to_first_token_ms = models.PositiveIntegerField(null=True, blank=True)
+    model = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(
+        null=True, blank=True, help_text="Last checkpoint of a streaming reply."
+    )
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["conversation"],
+                condition=Q(status="streaming"),
+                name="one_streaming_message_per_conversation",
+            ),
+            models.CheckConstraint(
+                condition=~Q(role="user") | Q(status="complete"),
+                name="user_messages_are_complete",
+            ),
+        ]
+        indexes = [models.Index(fields=["status"], name="message_status_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.role} #{self.pk} ({self.status})"
+
+    @property
+    def is_interrupted(self) -> bool:
+        return self.status == self.Status.INTERRUPTED
+
+    @property
+    def display_text(self) -> str:
+        """The text as read anywhere (page, admin, history for the model), marker included."""
+        if self.status == self.Status.INTERRUPTED:
+            return f"{self.content}\n\n{INTERRUPTED_MARKER}" if self.content else INTERRUPTED_MARKER
+        return self.content

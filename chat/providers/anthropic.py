@@ -1,0 +1,93 @@
+"""Claude through the official SDK's streaming Messages API.
+
+`async with client.messages.stream(...)` is the whole stop mechanism: when the task iterating
+this generator is cancelled, the CancelledError leaves the `async with`, which closes the
+partly read HTTP response and so its TCP connection; Anthropic then stops generating.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import AsyncIterator
+from typing import cast
+
+import anthropic
+from django.conf import settings
+
+from .base import ChatTurn, ProviderError, StreamEnd, StreamEvent, StreamStart, TextDelta
+
+# One client (one connection pool) per event loop and credentials: pooled connections belong
+# to the loop that opened them. This caches clients, never streams.
+_clients: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, dict[tuple[str, str | None], anthropic.AsyncAnthropic]
+] = weakref.WeakKeyDictionary()
+
+
+def _client(api_key: str, base_url: str | None) -> anthropic.AsyncAnthropic:
+    per_loop = _clients.setdefault(asyncio.get_running_loop(), {})
+    key = (api_key, base_url)
+    if key not in per_loop:
+        per_loop[key] = anthropic.AsyncAnthropic(
+            api_key=api_key,
+            base_url=base_url,
+            timeout=settings.CHAT_STALL_TIMEOUT,
+            max_retries=settings.CHAT_MAX_RETRIES,
+        )
+    return per_loop[key]
+
+
+def describe_error(exc: Exception) -> str:
+    """A short, secret-free explanation of an SDK error, fit for the page."""
+    if isinstance(exc, anthropic.AuthenticationError):
+        return "The Anthropic API key was rejected."
+    if isinstance(exc, anthropic.RateLimitError):
+        return "Anthropic's rate limit was reached. Wait a moment and retry."
+    if isinstance(exc, anthropic.APITimeoutError):
+        return "Anthropic stopped sending (the stream stalled)."
+    if isinstance(exc, anthropic.APIConnectionError):
+        return "The connection to Anthropic failed."
+    if isinstance(exc, anthropic.APIStatusError):
+        body = exc.body if isinstance(exc.body, dict) else {}
+        error = body.get("error") if isinstance(body.get("error"), dict) else body
+        kind = error.get("type") if isinstance(error, dict) else None
+        if kind == "overloaded_error" or exc.status_code == 529:
+            return "Anthropic is overloaded right now. Retry in a moment."
+        return f"Anthropic returned an error ({kind or exc.status_code})."
+    return "The model provider failed."
+
+
+class AnthropicProvider:
+    name = "Anthropic"
+
+    def __init__(self, *, api_key: str, base_url: str | None) -> None:
+        self._api_key = api_key
+        self._base_url = base_url
+
+    async def stream(
+        self, *, model: str, system: str, history: list[ChatTurn], max_tokens: int
+    ) -> AsyncIterator[StreamEvent]:
+        client = _client(self._api_key, self._base_url)
+        messages = cast(
+            "list[anthropic.types.MessageParam]",
+            [{"role": turn.role, "content": turn.content} for turn in history],
+        )
+        try:
+            async with client.messages.stream(
+                model=model,
+                max_tokens=max_tokens,
+                messages=messages,
+                system=system or anthropic.omit,
+            ) as stream:
+                async for event in stream:
+                    if event.type == "message_start":
+                        yield StreamStart(input_tokens=event.message.usage.input_tokens)
+                    elif event.type == "content_block_delta" and event.delta.type == "text_delta":
+                        yield TextDelta(event.delta.text)
+                final = await stream.get_final_message()
+        except anthropic.APIError as exc:
+            raise ProviderError(describe_error(exc)) from exc
+        yield StreamEnd(
+            stop_reason=final.stop_reason or "end_turn",
+            output_tokens=final.usage.output_tokens,
+        )

@@ -1,0 +1,56 @@
+"""Reads. Plain synchronous functions; async callers wrap them in `database_sync_to_async`."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Literal
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db.models import QuerySet
+
+from .models import Conversation, Message
+from .providers import ChatTurn
+
+
+def conversation_for_user(
+    *, conversation_id: uuid.UUID | str, user: AbstractBaseUser | AnonymousUser
+) -> Conversation | None:
+    """The conversation if `user` owns it; None otherwise (never another user's)."""
+    if not user.is_authenticated:
+        return None
+    return Conversation.objects.filter(pk=conversation_id, user_id=user.pk).first()
+
+
+def conversation_list(*, user: AbstractBaseUser) -> QuerySet[Conversation]:
+    return Conversation.objects.filter(user_id=user.pk).order_by("-updated_at")
+
+
+def conversation_messages(*, conversation: Conversation) -> list[Message]:
+    return list(conversation.messages.order_by("id"))
+
+
+def history_for_model(*, conversation: Conversation, before_message_id: int) -> list[ChatTurn]:
+    """The conversation as the model should see it, up to (not including) one message.
+
+    Interrupted replies carry the `[Interrupted]` marker so the model knows it was cut off.
+    Messages API rules are met here: the first turn is the user's, roles alternate (turns of
+    the same role are joined), and no turn is empty.
+    """
+    turns: list[ChatTurn] = []
+    messages = Message.objects.filter(conversation=conversation, id__lt=before_message_id).exclude(
+        status=Message.Status.STREAMING
+    )
+    for message in messages.order_by("id"):
+        text = message.display_text.strip()
+        if not text:
+            continue
+        role: Literal["user", "assistant"] = (
+            "user" if message.role == Message.Role.USER else "assistant"
+        )
+        if not turns and role == "assistant":
+            continue
+        if turns and turns[-1].role == role:
+            turns[-1] = ChatTurn(role=role, content=f"{turns[-1].content}\n\n{text}")
+        else:
+            turns.append(ChatTurn(role=role, content=text))
+    return turns

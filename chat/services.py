@@ -1,0 +1,98 @@
+"""Writes. Plain synchronous functions, each one transaction; async callers wrap them in
+`channels.db.database_sync_to_async`, which also closes stale connections around each call.
+"""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import User
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from .models import Conversation, Message
+
+TITLE_WORDS = 8
+
+
+class ReplyAlreadyStreaming(Exception):
+    """The conversation already has a streaming reply (the database refused a second one)."""
+
+
+def conversation_create(
+    *, user: User, title: str = "", model: str = "", system_prompt: str = ""
+) -> Conversation:
+    return Conversation.objects.create(
+        user=user, title=title[:200], model=model, system_prompt=system_prompt
+    )
+
+
+def _title_from(text: str) -> str:
+    words = text.split()
+    title = " ".join(words[:TITLE_WORDS])
+    return (title + "…" if len(words) > TITLE_WORDS else title)[:200]
+
+
+def turn_start(*, conversation: Conversation, text: str, model: str) -> tuple[Message, Message]:
+    """Save the user's message and an empty streaming assistant message after it, atomically.
+
+    Raises ReplyAlreadyStreaming when another reply in this conversation is still streaming;
+    then nothing is saved, so the caller can tell the user without losing their text.
+    """
+    try:
+        with transaction.atomic():
+            user_message = Message.objects.create(
+                conversation=conversation, role=Message.Role.USER, content=text
+            )
+            assistant_message = Message.objects.create(
+                conversation=conversation,
+                role=Message.Role.ASSISTANT,
+                status=Message.Status.STREAMING,
+                model=model,
+                heartbeat_at=timezone.now(),
+            )
+            fields: dict[str, object] = {"updated_at": timezone.now()}
+            if not conversation.title:
+                fields["title"] = conversation.title = _title_from(text)
+            Conversation.objects.filter(pk=conversation.pk).update(**fields)
+    except IntegrityError as exc:
+        raise ReplyAlreadyStreaming from exc
+    return user_message, assistant_message
+
+
+def message_checkpoint(*, message_id: int, content: str) -> None:
+    """Save a streaming reply's text so far and beat its heartbeat (one UPDATE)."""
+    Message.objects.filter(pk=message_id, status=Message.Status.STREAMING).update(
+        content=content, heartbeat_at=timezone.now()
+    )
+
+
+def message_finalize(
+    *,
+    message_id: int,
+    status: str,
+    stop_reason: str,
+    content: str,
+    input_tokens: int | None = None,
+    output_tokens: int | None = None,
+    tokens_estimated: bool = False,
+    time_to_first_token_ms: int | None = None,
+    error: str = "",
+) -> Message:
+    """End a streaming reply with its final text and status, and return it.
+
+    Only a message still streaming is changed: if something else ended it first (a reaper, an
+    HTTP stop of an orphan), that outcome stands and is returned unchanged.
+    """
+    now = timezone.now()
+    Message.objects.filter(pk=message_id, status=Message.Status.STREAMING).update(
+        status=status,
+        stop_reason=stop_reason,
+        content=content,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        tokens_estimated=tokens_estimated,
+        time_to_first_token_ms=time_to_first_token_ms,
+        error=error,
+        finished_at=now,
+        heartbeat_at=now,
+    )
+    return Message.objects.get(pk=message_id)

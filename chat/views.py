@@ -1,0 +1,79 @@
+"""Pages. Small function views; ownership is checked through the selectors on every one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import login
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.forms import UserCreationForm
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from . import selectors, services
+from .models import Message
+from .providers import get_provider
+
+
+def _provider_context() -> dict[str, str]:
+    return {"provider_name": get_provider().name, "default_model": settings.CHAT_MODEL}
+
+
+@require_GET
+def home(request: HttpRequest) -> HttpResponse:
+    return redirect("chat:conversation_list" if request.user.is_authenticated else "login")
+
+
+@require_http_methods(["GET", "POST"])
+def signup(request: HttpRequest) -> HttpResponse:
+    if request.user.is_authenticated:
+        return redirect("chat:conversation_list")
+    form: UserCreationForm[Any] = UserCreationForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        user = form.save()
+        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        return redirect("chat:conversation_list")
+    return render(request, "registration/signup.html", {"form": form})
+
+
+@login_required
+@require_GET
+def conversation_list(request: HttpRequest) -> HttpResponse:
+    conversations = selectors.conversation_list(user=request.user)  # type: ignore[arg-type]
+    return render(
+        request,
+        "chat/conversation_list.html",
+        {"conversations": conversations, **_provider_context()},
+    )
+
+
+@login_required
+@require_POST
+def conversation_create(request: HttpRequest) -> HttpResponse:
+    conversation = services.conversation_create(user=request.user)  # type: ignore[arg-type]
+    return redirect("chat:conversation_detail", conversation_id=conversation.pk)
+
+
+@login_required
+@require_GET
+def conversation_detail(request: HttpRequest, conversation_id: str) -> HttpResponse:
+    conversation = selectors.conversation_for_user(
+        conversation_id=conversation_id, user=request.user
+    )
+    if conversation is None:
+        raise Http404("No such conversation.")
+    messages = selectors.conversation_messages(conversation=conversation)
+    streaming = any(m.status == Message.Status.STREAMING for m in messages)
+    return render(
+        request,
+        "chat/conversation.html",
+        {
+            "conversation": conversation,
+            "messages": messages,
+            "streaming": streaming,
+            "model": conversation.model or settings.CHAT_MODEL,
+            **_provider_context(),
+        },
+    )

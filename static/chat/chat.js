@@ -1,0 +1,65 @@
+// Keyboard and small comforts for the chat page. No inline script: this file is all of it.
+// Enter sends (Stop & Send while a reply streams), Shift+Enter adds a line, Esc stops.
+(function () {
+  "use strict";
+
+  function byId(id) { return document.getElementById(id); }
+
+  function clickIfPresent(id) {
+    var button = byId(id);
+    if (button && !button.disabled) { button.click(); return true; }
+    return false;
+  }
+
+  document.addEventListener("keydown", function (event) {
+    if (!byId("chat")) { return; }
+    if (event.key === "Escape") {
+      if (clickIfPresent("stop-button")) { event.preventDefault(); }
+      return;
+    }
+    var input = byId("composer-input");
+    if (event.key === "Enter" && event.target === input && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      if (input.value.trim() !== "") { clickIfPresent("send-button"); }
+    }
+  });
+
+  document.addEventListener("submit", function (event) {
+    if (event.target && event.target.id === "composer") {
+      event.preventDefault();
+      clickIfPresent("send-button");
+    }
+  });
+
+  // Frames replace the composer's textarea (emptied once a message is accepted) and append to
+  // the message list: keep the focus in the composer and follow the reply unless the user
+  // has scrolled up to read.
+  var hadFocus = false;
+  var nearBottom = true;
+  document.addEventListener("htmx:wsBeforeMessage", function () {
+    var messages = byId("messages");
+    hadFocus = document.activeElement && document.activeElement.id === "composer-input";
+    nearBottom = !messages || messages.scrollHeight - messages.scrollTop - messages.clientHeight < 80;
+  });
+  document.addEventListener("htmx:wsAfterMessage", function () {
+    var input = byId("composer-input");
+    if (hadFocus && input && document.activeElement !== input) { input.focus(); }
+    var messages = byId("messages");
+    if (messages && nearBottom) { messages.scrollTop = messages.scrollHeight; }
+  });
+
+  function setConnection(state, text) {
+    var el = byId("connection");
+    if (el) { el.dataset.state = state; el.textContent = text; }
+  }
+  document.addEventListener("htmx:wsOpen", function () { setConnection("open", "connected"); });
+  document.addEventListener("htmx:wsClose", function () { setConnection("closed", "disconnected, reconnecting…"); });
+  document.addEventListener("htmx:wsError", function () { setConnection("closed", "connection error"); });
+
+  document.addEventListener("DOMContentLoaded", function () {
+    var messages = byId("messages");
+    if (messages) { messages.scrollTop = messages.scrollHeight; }
+    var input = byId("composer-input");
+    if (input) { input.focus(); }
+  });
+})();

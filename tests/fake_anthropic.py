@@ -1,0 +1,1295 @@
+"""A fake Anthropic Messages API server that the real ``anthropic`` SDK can stream from.
+
+Why this exists: the app's whole point is that *Stop really stops the model*. The only way to
+prove that end to end is to watch the upstream side of the connection and see the moment the
+client hangs up. This server speaks the real Messages API wire format (``POST /v1/messages``,
+SSE events ``message_start`` ... ``message_stop`` over chunked HTTP/1.1), streams at a
+configurable pace, injects the faults the app has to survive, and records for every request
+when each delta was written and when the client disconnected -- all on ``time.monotonic()``
+(CLOCK_MONOTONIC, system-wide on Linux), so a test in another process can compare timestamps.
+
+It uses only the standard library (asyncio streams), so it adds no dependency.
+
+In-process use (the server runs its own event loop in a daemon thread, so it works while the
+test runs its own loop in the main thread)::
+
+    with FakeAnthropicServer(FakeConfig(interval=0.01, deltas=20)) as server:
+        client = AsyncAnthropic(base_url=server.base_url, api_key="test-key")
+        ...
+        record = await server.await_request()          # or server.wait_for_request() (sync)
+        await server.await_disconnect(record)
+
+Standalone use (for an app running in another process)::
+
+    python -m tests.fake_anthropic --port 8765 --interval 0.02 --deltas 300
+
+prints exactly one line ``listening on http://127.0.0.1:PORT`` to stdout when ready (``--port 0``
+picks a free port) and serves until SIGTERM/SIGINT. The same port serves a JSON control API:
+
+* ``GET  /_fake/requests[?min=N&timeout=S]`` -- list of request records (``RequestRecord.to_dict``);
+  with ``min`` it waits up to ``timeout`` seconds (default 5) until at least N requests exist.
+* ``GET  /_fake/config`` -- the current config.
+* ``POST /_fake/config`` -- JSON object of ``FakeConfig`` fields to change (a partial update);
+  returns the new config. Resets the ``fail_times`` counter.
+* ``POST /_fake/reset`` -- clears the records and ``fail_times`` counters (config is kept).
+* ``GET  /_fake/health`` -- ``{"ok": true, "now": <time.monotonic()>}``.
+
+``FakeAnthropicControl`` wraps these endpoints for tests.
+
+Per-request directives
+----------------------
+If the text of the LAST user message contains ``[[fake:...]]``, its settings override the server
+config for that request only. Grammar::
+
+    directive := "[[fake:" [ item { "," item } ] "]]"
+    item      := key [ "=" value ]          (a bare key means key=true)
+    key       := any FakeConfig field name  (interval, deltas, first_delay, text, echo, error,
+                                             error_after, fail_times, required_key, ping,
+                                             stop_reason)
+    value     := text without "," or "]]"; whitespace around keys and values is ignored;
+                 "none"/"null" -> None, "true/false/yes/no/on/off/1/0" for booleans.
+
+Example: ``[[fake:interval=0.05,deltas=200,first_delay=2,error=overloaded_midstream]]``. Several
+directives in one message are applied left to right. An unknown key or a bad value gets a 400
+``invalid_request_error`` so a typo in a test cannot silently do nothing. With ``echo`` the
+directive is stripped from the echoed text. ``fail_times`` given in a directive counts requests
+carrying that same directive text (so SDK retries of one request are counted together).
+
+Reply text and chunking
+-----------------------
+The reply is ``text`` (or ``"Echo: <last user text>"`` with ``echo``, or by default
+``"Token 1 of N. Token 2 of N. ..."``, one sentence per delta). If it is shorter than ``deltas``
+characters it is repeated (space-joined) until it is not. It is cut into exactly ``deltas``
+chunks at word boundaries when it has at least ``deltas`` words, else at character boundaries;
+see ``plan_chunks``. If the request's ``max_tokens`` is smaller than ``deltas``, only
+``max_tokens`` deltas are sent and ``stop_reason`` is ``"max_tokens"``. Output tokens reported
+in ``message_delta`` = number of deltas sent.
+
+Timing: headers, ``message_start``, ``content_block_start`` and ``ping`` go out at once, then
+``first_delay`` seconds, then the first delta, then one delta every ``interval`` seconds.
+
+Faults (``FakeConfig.error``)
+-----------------------------
+* ``None`` -- a normal reply.
+* ``"status_NNN"`` (``status_429``, ``status_529``, ``status_401``, ``status_500``, also 400,
+  403, 404, 413, 503 ...) -- that HTTP status with a real Anthropic JSON error body. 429/5xx
+  carry ``retry-after: 0`` *and* ``retry-after-ms: 1``: the SDK ignores a zero
+  ``retry-after`` and would back off ~0.5 s, the ``-ms`` header makes retries take 1 ms.
+* ``"error_midstream"`` (alias ``"overloaded_midstream"``) -- after ``error_after`` deltas an
+  ``event: error`` with an ``overloaded_error`` body, then the body ends cleanly.
+* ``"drop_midstream"`` -- after ``error_after`` deltas the server closes the socket (FIN) without
+  ending the chunked body: the client sees an incomplete message body.
+* ``"reset_midstream"`` -- like drop, but with a TCP RST (SO_LINGER 0).
+* ``"stall"`` -- after ``error_after`` deltas nothing more is sent; the socket stays open until
+  the client goes away.
+
+``fail_times`` (``None`` = always): the fault applies only to the first N matching requests,
+then requests succeed -- e.g. ``status_529`` + ``fail_times=1`` tests SDK retries.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+import re
+import signal
+import socket
+import struct
+import sys
+import threading
+import time
+import urllib.parse
+import urllib.request
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from email.utils import formatdate
+from typing import Any, Self
+
+log = logging.getLogger("tests.fake_anthropic")
+
+MIDSTREAM_FAULTS = frozenset({"error_midstream", "drop_midstream", "reset_midstream", "stall"})
+_FAULT_ALIASES = {"overloaded_midstream": "error_midstream"}
+_STATUS_FAULT = re.compile(r"^status_(\d{3})$")
+_DIRECTIVE = re.compile(r"\[\[fake:(.*?)\]\]", re.DOTALL)
+
+#: HTTP status -> (Anthropic error type, message), as the real API sends them.
+STATUS_ERRORS: dict[int, tuple[str, str]] = {
+    400: ("invalid_request_error", "Invalid request"),
+    401: ("authentication_error", "invalid x-api-key"),
+    403: (
+        "permission_error",
+        "Your API key does not have permission to use the specified resource.",
+    ),
+    404: ("not_found_error", "Not found"),
+    413: ("request_too_large", "Request exceeds the maximum allowed number of bytes."),
+    429: ("rate_limit_error", "Number of requests has exceeded your rate limit"),
+    500: ("api_error", "Internal server error"),
+    503: ("api_error", "Service unavailable"),
+    529: ("overloaded_error", "Overloaded"),
+}
+
+_MAX_HEAD = 1 << 20  # StreamReader limit: request heads and chunk lines up to 1 MiB
+
+
+# --------------------------------------------------------------------------------------------
+# Configuration
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class FakeConfig:
+    """How the fake answers. Mutable; a snapshot is taken at the start of every request."""
+
+    interval: float = 0.02
+    """Seconds between two deltas."""
+    deltas: int = 40
+    """Number of ``content_block_delta`` events (before ``max_tokens`` truncation)."""
+    first_delay: float = 0.0
+    """Seconds between ``message_start`` (+ headers) and the first delta."""
+    text: str | None = None
+    """Reply text; ``None`` means the generated "Token i of N. " text."""
+    echo: bool = False
+    """Reply ``"Echo: <last user message text>"`` (directives stripped)."""
+    error: str | None = None
+    """Fault to inject; see the module docstring."""
+    error_after: int = 5
+    """Midstream faults trigger after this many deltas (capped at the number of deltas)."""
+    fail_times: int | None = None
+    """Apply ``error`` only to the first N requests (``None`` = every request)."""
+    required_key: str | None = None
+    """If set, requests with another API key get a 401 ``authentication_error``."""
+    ping: bool = True
+    """Send a ``ping`` event after ``content_block_start`` like the real API."""
+    stop_reason: str = "end_turn"
+    """``stop_reason`` of a reply that was not cut by ``max_tokens``."""
+
+    def __post_init__(self) -> None:
+        """Normalise and validate eagerly, so a bad config fails where it is written."""
+        if self.error is not None:
+            self.error = _FAULT_ALIASES.get(self.error, self.error)
+            if self.error not in MIDSTREAM_FAULTS and not _STATUS_FAULT.match(self.error):
+                raise ValueError(f"unknown fake error {self.error!r}")
+        if self.interval < 0 or self.first_delay < 0:
+            raise ValueError("interval and first_delay must be >= 0")
+        if self.deltas < 0 or self.error_after < 0:
+            raise ValueError("deltas and error_after must be >= 0")
+        if self.fail_times is not None and self.fail_times < 0:
+            raise ValueError("fail_times must be >= 0 or None")
+
+    def updated(self, changes: dict[str, Any]) -> FakeConfig:
+        """Return a copy with ``changes`` applied; string values (CLI, directives) are coerced."""
+        known = {f.name for f in dataclasses.fields(self)}
+        coerced: dict[str, Any] = {}
+        for key, value in changes.items():
+            if key not in known:
+                raise ValueError(f"unknown fake config key {key!r}")
+            coerced[key] = _coerce(key, value)
+        return dataclasses.replace(self, **coerced)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict of all fields."""
+        return dataclasses.asdict(self)
+
+
+_FIELD_KINDS: dict[str, tuple[type, bool]] = {
+    # name: (type, optional)
+    "interval": (float, False),
+    "deltas": (int, False),
+    "first_delay": (float, False),
+    "text": (str, True),
+    "echo": (bool, False),
+    "error": (str, True),
+    "error_after": (int, False),
+    "fail_times": (int, True),
+    "required_key": (str, True),
+    "ping": (bool, False),
+    "stop_reason": (str, False),
+}
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _coerce(key: str, value: Any) -> Any:
+    """Convert a CLI/JSON/directive value to the field's type, loudly on nonsense."""
+    kind, optional = _FIELD_KINDS[key]
+    if isinstance(value, str):
+        raw = value.strip()
+        if optional and raw.lower() in {"none", "null", ""}:
+            return None
+        if kind is bool:
+            if raw.lower() in _TRUE:
+                return True
+            if raw.lower() in _FALSE:
+                return False
+            raise ValueError(f"{key}: not a boolean: {value!r}")
+        if kind is int:
+            return int(raw)
+        if kind is float:
+            return float(raw)
+        return value
+    if value is None:
+        if optional:
+            return None
+        raise ValueError(f"{key} cannot be None")
+    if kind is bool:
+        return bool(value)
+    if kind is int:
+        if isinstance(value, float) and not value.is_integer():
+            raise ValueError(f"{key}: not an integer: {value!r}")
+        return int(value)
+    if kind is float:
+        return float(value)
+    return str(value)
+
+
+def parse_directives(text: str) -> tuple[dict[str, str], str]:
+    """Return (settings, raw directive text) from all ``[[fake:...]]`` in ``text``.
+
+    The raw text is the key for ``fail_times`` counting, so retries of one request share it.
+    """
+    settings: dict[str, str] = {}
+    raws: list[str] = []
+    for match in _DIRECTIVE.finditer(text):
+        raws.append(match.group(0))
+        for item in match.group(1).split(","):
+            if not item.strip():
+                continue
+            key, sep, value = item.partition("=")
+            settings[key.strip()] = value.strip() if sep else "true"
+    return settings, "".join(raws)
+
+
+def strip_directives(text: str) -> str:
+    """The text without its directives, for echo replies."""
+    return _DIRECTIVE.sub("", text).strip()
+
+
+# --------------------------------------------------------------------------------------------
+# Reply text
+# --------------------------------------------------------------------------------------------
+
+
+def default_text(deltas: int) -> str:
+    """One short sentence per delta, so a test can see exactly which deltas arrived."""
+    return "".join(f"Token {i} of {deltas}. " for i in range(1, deltas + 1))
+
+
+def plan_chunks(text: str | None, deltas: int) -> list[str]:
+    """Cut the reply into exactly ``deltas`` non-empty chunks (see the module docstring).
+
+    Public so tests can compute the expected reply: ``"".join(plan_chunks(text, n))``.
+    """
+    if deltas <= 0:
+        return []
+    full = text if text else default_text(deltas)
+    base = full
+    while len(full) < deltas:
+        full = f"{full} {base}"
+    words = re.findall(r"\s*\S+\s*", full)
+    word_split = len(words) >= deltas and "".join(words) == full
+    units = words if word_split else list(full)
+    bounds = [round(i * len(units) / deltas) for i in range(deltas + 1)]
+    return ["".join(units[bounds[i] : bounds[i + 1]]) for i in range(deltas)]
+
+
+def _content_text(content: Any) -> str:
+    """Text of a message's ``content`` (a string or a list of blocks)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts: list[str] = []
+        for block in content:
+            if isinstance(block, dict):
+                if block.get("type") == "text" and isinstance(block.get("text"), str):
+                    parts.append(block["text"])
+                elif block.get("type") == "tool_result":
+                    parts.append(_content_text(block.get("content")))
+        return "\n".join(parts)
+    return ""
+
+
+def last_user_text(body: Any) -> str:
+    """Text of the last ``role: user`` message, where directives are looked for."""
+    messages = body.get("messages") if isinstance(body, dict) else None
+    if not isinstance(messages, list):
+        return ""
+    for message in reversed(messages):
+        if isinstance(message, dict) and message.get("role") == "user":
+            return _content_text(message.get("content"))
+    return ""
+
+
+def count_input_tokens(body: Any) -> int:
+    """A rough token count (chars // 4, at least 1) of the system prompt and messages."""
+    if not isinstance(body, dict):
+        return 1
+    chars = len(_content_text(body.get("system")))
+    messages = body.get("messages")
+    if isinstance(messages, list):
+        for message in messages:
+            if isinstance(message, dict):
+                chars += len(_content_text(message.get("content")))
+    return max(1, chars // 4)
+
+
+# --------------------------------------------------------------------------------------------
+# Records
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class RequestRecord:
+    """What happened to one API request. Mutated by the server thread while it runs.
+
+    All times are ``time.monotonic()``.
+    """
+
+    index: int
+    """1-based order of arrival."""
+    method: str
+    path: str
+    body: Any
+    """Parsed JSON body (``None`` if there was none, the raw text if it was not JSON)."""
+    headers: dict[str, str]
+    """Request headers, lowercase keys."""
+    started_at: float
+    """When the request head arrived."""
+    config: dict[str, Any] = field(default_factory=dict)
+    """The effective config for this request (server config + directives)."""
+    stream: bool = False
+    status: int | None = None
+    outcome: str | None = None
+    """``completed``, ``client_disconnected``, ``status_error``, ``error_event``, ``dropped``,
+    ``reset`` or ``server_stopped``."""
+    request_id: str | None = None
+    message_id: str | None = None
+    input_tokens: int = 0
+    deltas_planned: int = 0
+    deltas_written: int = 0
+    delta_times: list[float] = field(default_factory=list)
+    """When each delta had been written and drained to the socket."""
+    text_written: str = ""
+    disconnected_at: float | None = None
+    """When the server noticed the client hung up before the response finished."""
+    completed: bool = False
+    """``message_stop`` (or the full non-streaming body) was written."""
+    finished_at: float | None = None
+
+    @property
+    def finished(self) -> bool:
+        """The server is done with this request, for whatever reason."""
+        return self.finished_at is not None
+
+    def deltas_after(self, t: float) -> int:
+        """How many deltas were written after monotonic time ``t`` (e.g. a cancel)."""
+        return sum(1 for dt in self.delta_times if dt > t)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict; ``RequestRecord(**d)`` rebuilds it."""
+        return dataclasses.asdict(self)
+
+
+# --------------------------------------------------------------------------------------------
+# One connection
+# --------------------------------------------------------------------------------------------
+
+
+class _ClientGone(Exception):
+    """The client hung up; stop working on this request."""
+
+
+class _Connection:
+    """One accepted socket: parses one request, writes one response, watches for hang-ups."""
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        notify: Callable[[], None],
+    ) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.notify = notify
+        self.record: RequestRecord | None = None
+        self.gone = asyncio.Event()
+        self._watcher: asyncio.Task[None] | None = None
+        self.closing = False
+        # drain() then means "handed to the kernel", so delta_times are honest
+        writer.transport.set_write_buffer_limits(high=0)
+
+    def start_watching(self) -> None:
+        """Watch the socket for EOF/reset concurrently with writing the response.
+
+        Why: a client that stops reading only shows up as EOF on our read side; waiting for a
+        write to fail could take many deltas (the kernel buffers them happily).
+        """
+        self._watcher = asyncio.get_running_loop().create_task(self._watch())
+
+    async def _watch(self) -> None:
+        try:
+            while await self.reader.read(65536):
+                pass  # a client may not pipeline here; ignore stray bytes
+        except (ConnectionError, OSError):
+            pass
+        self.mark_gone()
+
+    def mark_gone(self) -> None:
+        """Record the client's disconnect once, unless the response had already finished."""
+        if self.gone.is_set() or self.closing:
+            return
+        self.gone.set()
+        record = self.record
+        if record is not None and not record.finished and not record.completed:
+            record.disconnected_at = time.monotonic()
+            log.debug("request %d: client disconnected", record.index)
+            self.notify()
+
+    def stop_watching(self) -> None:
+        """Stop the watcher before we close the socket ourselves (that is no client hang-up)."""
+        self.closing = True
+        if self._watcher is not None:
+            self._watcher.cancel()
+
+    async def send(self, data: bytes) -> None:
+        """Write and drain, or raise ``_ClientGone``."""
+        if self.gone.is_set():
+            raise _ClientGone
+        if self.writer.transport.is_closing():
+            self.mark_gone()
+            raise _ClientGone
+        try:
+            self.writer.write(data)
+            await self.writer.drain()
+        except (ConnectionError, OSError) as exc:
+            self.mark_gone()
+            raise _ClientGone from exc
+
+    async def pause(self, delay: float) -> None:
+        """Sleep ``delay`` seconds, but wake at once (raising ``_ClientGone``) on a hang-up."""
+        if delay > 0:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self.gone.wait()
+        if self.gone.is_set():
+            raise _ClientGone
+
+    async def close(self, *, reset: bool = False) -> None:
+        """Close our side: FIN normally, RST with ``reset``."""
+        self.stop_watching()
+        transport = self.writer.transport
+        if reset:
+            sock = self.writer.get_extra_info("socket")
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            transport.abort()
+            return
+        transport.close()
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(1):
+                await self.writer.wait_closed()
+
+
+# --------------------------------------------------------------------------------------------
+# HTTP helpers
+# --------------------------------------------------------------------------------------------
+
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    413: "Payload Too Large",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+    529: "Overloaded",
+}
+
+
+def _head(status: int, headers: dict[str, str]) -> bytes:
+    lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}"]
+    lines += [f"{k}: {v}" for k, v in headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+def _base_headers(request_id: str) -> dict[str, str]:
+    return {
+        "date": formatdate(usegmt=True),
+        "server": "fake-anthropic",
+        "request-id": request_id,
+        "connection": "close",
+    }
+
+
+def _chunk(data: bytes) -> bytes:
+    return f"{len(data):x}\r\n".encode() + data + b"\r\n"
+
+
+def _sse(event: str, data: dict[str, Any]) -> bytes:
+    payload = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    return _chunk(f"event: {event}\ndata: {payload}\n\n".encode())
+
+
+def _error_payload(status: int, message: str | None, request_id: str) -> dict[str, Any]:
+    err_type, default_message = STATUS_ERRORS.get(
+        status, ("api_error" if status >= 500 else "invalid_request_error", "Error")
+    )
+    return {
+        "type": "error",
+        "error": {"type": err_type, "message": message or default_message},
+        "request_id": request_id,
+    }
+
+
+async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
+    body = bytearray()
+    while True:
+        size_line = await reader.readuntil(b"\r\n")
+        size = int(size_line.split(b";", 1)[0].strip(), 16)
+        if size == 0:
+            while (await reader.readuntil(b"\r\n")) != b"\r\n":
+                pass  # trailers
+            return bytes(body)
+        body += await reader.readexactly(size)
+        await reader.readexactly(2)
+
+
+def _new_id(prefix: str) -> str:
+    return f"{prefix}_fake{uuid.uuid4().hex[:20]}"
+
+
+# --------------------------------------------------------------------------------------------
+# The server
+# --------------------------------------------------------------------------------------------
+
+
+class FakeAnthropicServer:
+    """The fake API server. ``start()`` runs it on its own event loop in a daemon thread."""
+
+    def __init__(
+        self, config: FakeConfig | None = None, *, host: str = "127.0.0.1", port: int = 0
+    ) -> None:
+        self._config = config if config is not None else FakeConfig()
+        self.host = host
+        self.port = port
+        self._cond = threading.Condition()
+        self._records: list[RequestRecord] = []
+        self._fault_counts: dict[str, int] = {}
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._startup_error: BaseException | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # ---- config and records ------------------------------------------------------------
+
+    @property
+    def config(self) -> FakeConfig:
+        """The config for new requests. Assigning a new one also resets ``fail_times``."""
+        return self._config
+
+    @config.setter
+    def config(self, value: FakeConfig) -> None:
+        with self._cond:
+            self._config = value
+            self._fault_counts.clear()
+
+    def update_config(self, **changes: Any) -> FakeConfig:
+        """Replace the config with a copy that has ``changes`` (also resets ``fail_times``)."""
+        self.config = self._config.updated(changes)
+        return self._config
+
+    @property
+    def requests(self) -> list[RequestRecord]:
+        """Snapshot list of the records, in arrival order (the records themselves are live)."""
+        with self._cond:
+            return list(self._records)
+
+    @property
+    def last_request(self) -> RequestRecord | None:
+        """The most recent record, if any."""
+        with self._cond:
+            return self._records[-1] if self._records else None
+
+    def reset(self, config: FakeConfig | None = None) -> None:
+        """Forget the records and ``fail_times`` counters; optionally install a new config."""
+        with self._cond:
+            self._records.clear()
+            self._fault_counts.clear()
+            if config is not None:
+                self._config = config
+            self._cond.notify_all()
+
+    def _notify(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+    # ---- lifecycle ----------------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        """``http://host:port`` to pass as the SDK's ``base_url``."""
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> Self:
+        """Start serving in a daemon thread; returns once the socket is listening."""
+        if self._thread is not None:
+            raise RuntimeError("already started")
+        self._thread = threading.Thread(target=self._run, name="fake-anthropic", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError("fake Anthropic server did not start")
+        if self._startup_error is not None:
+            raise RuntimeError("fake Anthropic server failed to start") from self._startup_error
+        return self
+
+    def stop(self) -> None:
+        """Close the listener and all open connections, and join the thread."""
+        loop, stopping, thread = self._loop, self._stopping, self._thread
+        if loop is not None and stopping is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(stopping.set)
+        if thread is not None:
+            thread.join(10)
+        self._thread = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        try:
+            loop.run_until_complete(self._main())
+        finally:
+            loop.close()
+
+    async def _main(self) -> None:
+        self._stopping = asyncio.Event()
+        try:
+            server = await asyncio.start_server(self._handle, self.host, self.port, limit=_MAX_HEAD)
+        except BaseException as exc:
+            self._startup_error = exc
+            self._ready.set()
+            return
+        self.port = server.sockets[0].getsockname()[1]
+        log.info("fake Anthropic listening on %s", self.base_url)
+        self._ready.set()
+        await self._stopping.wait()
+        server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(2):
+                await server.wait_closed()
+
+    # ---- waiting (sync and async) ---------------------------------------------------------
+
+    def _wait_sync(self, check: Callable[[], tuple[bool, Any]], timeout: float, what: str) -> Any:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                done, value = check()
+                if done:
+                    return value
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+                # bounded wait: the condition is notified on every change, this is a safety net
+                self._cond.wait(min(remaining, 0.05))
+
+    async def _wait_async(
+        self, check: Callable[[], tuple[bool, Any]], seconds: float, what: str
+    ) -> Any:
+        deadline = time.monotonic() + seconds
+        while True:
+            with self._cond:
+                done, value = check()
+            if done:
+                return value
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"timed out after {seconds}s waiting for {what}")
+            await asyncio.sleep(0.001)
+
+    def _check_request(self, n: int) -> Callable[[], tuple[bool, Any]]:
+        def check() -> tuple[bool, Any]:
+            if len(self._records) >= n:
+                return True, self._records[n - 1]
+            return False, None
+
+        return check
+
+    @staticmethod
+    def _check_delta(record: RequestRecord, k: int) -> Callable[[], tuple[bool, Any]]:
+        def check() -> tuple[bool, Any]:
+            if record.deltas_written >= k:
+                return True, record.delta_times[k - 1]
+            if record.finished:
+                raise RuntimeError(
+                    f"request {record.index} finished ({record.outcome}) after "
+                    f"{record.deltas_written} deltas, never reached {k}"
+                )
+            return False, None
+
+        return check
+
+    @staticmethod
+    def _check_disconnect(record: RequestRecord) -> Callable[[], tuple[bool, Any]]:
+        def check() -> tuple[bool, Any]:
+            if record.disconnected_at is not None:
+                return True, record.disconnected_at
+            if record.finished:
+                raise RuntimeError(
+                    f"request {record.index} finished ({record.outcome}) without a client "
+                    "disconnect"
+                )
+            return False, None
+
+        return check
+
+    @staticmethod
+    def _check_finish(record: RequestRecord) -> Callable[[], tuple[bool, Any]]:
+        def check() -> tuple[bool, Any]:
+            return record.finished, record
+
+        return check
+
+    def wait_for_request(self, n: int = 1, timeout: float = 5.0) -> RequestRecord:
+        """Block until ``n`` requests have arrived; return the n-th (1-based) record."""
+        return self._wait_sync(self._check_request(n), timeout, f"request #{n}")
+
+    def wait_for_delta(self, record: RequestRecord, k: int = 1, timeout: float = 5.0) -> float:
+        """Block until delta ``k`` (1-based) was written; return when it was."""
+        return self._wait_sync(self._check_delta(record, k), timeout, f"delta #{k}")
+
+    def wait_for_disconnect(self, record: RequestRecord, timeout: float = 5.0) -> float:
+        """Block until the client hung up on ``record``; return ``disconnected_at``.
+
+        Raises ``RuntimeError`` at once if the response finished without a disconnect.
+        """
+        return self._wait_sync(self._check_disconnect(record), timeout, "disconnect")
+
+    def wait_for_finish(self, record: RequestRecord, timeout: float = 5.0) -> RequestRecord:
+        """Block until the server is done with ``record`` (any outcome)."""
+        return self._wait_sync(self._check_finish(record), timeout, "finish")
+
+    # The async waiters take `timeout` like their sync twins (hence noqa ASYNC109): they poll
+    # their own deadline every millisecond instead of blocking the caller's event loop.
+    async def await_request(
+        self,
+        n: int = 1,
+        timeout: float = 5.0,  # noqa: ASYNC109
+    ) -> RequestRecord:
+        """Async ``wait_for_request`` that does not block the caller's event loop."""
+        return await self._wait_async(self._check_request(n), timeout, f"request #{n}")
+
+    async def await_delta(
+        self,
+        record: RequestRecord,
+        k: int = 1,
+        timeout: float = 5.0,  # noqa: ASYNC109
+    ) -> float:
+        """Async ``wait_for_delta``."""
+        return await self._wait_async(self._check_delta(record, k), timeout, f"delta #{k}")
+
+    async def await_disconnect(
+        self,
+        record: RequestRecord,
+        timeout: float = 5.0,  # noqa: ASYNC109
+    ) -> float:
+        """Async ``wait_for_disconnect``."""
+        return await self._wait_async(self._check_disconnect(record), timeout, "disconnect")
+
+    async def await_finish(
+        self,
+        record: RequestRecord,
+        timeout: float = 5.0,  # noqa: ASYNC109
+    ) -> RequestRecord:
+        """Async ``wait_for_finish``."""
+        return await self._wait_async(self._check_finish(record), timeout, "finish")
+
+    # ---- request handling -----------------------------------------------------------------
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+        conn = _Connection(reader, writer, self._notify)
+        try:
+            await self._serve(conn)
+        except _ClientGone:
+            self._finish(conn.record, "client_disconnected")
+        except asyncio.CancelledError:
+            self._finish(conn.record, "server_stopped")
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
+            self._finish(conn.record, "client_disconnected")
+        except Exception:
+            log.exception("fake Anthropic handler failed")
+            self._finish(conn.record, "server_error")
+        finally:
+            conn.stop_watching()
+            if not writer.transport.is_closing():
+                writer.transport.abort()
+            if task is not None:
+                self._tasks.discard(task)
+
+    def _finish(self, record: RequestRecord | None, outcome: str) -> None:
+        if record is None or record.finished:
+            return
+        record.outcome = outcome
+        record.finished_at = time.monotonic()
+        log.debug("request %d finished: %s", record.index, outcome)
+        self._notify()
+
+    async def _serve(self, conn: _Connection) -> None:
+        try:
+            head = await conn.reader.readuntil(b"\r\n\r\n")
+        except asyncio.IncompleteReadError:
+            return  # connected and left without a request (e.g. a port probe)
+        arrived = time.monotonic()
+        request_line, *header_lines = head.decode("latin-1").split("\r\n")
+        method, target, _version = request_line.split(" ", 2)
+        headers: dict[str, str] = {}
+        for line in header_lines:
+            if line:
+                name, _, value = line.partition(":")
+                headers[name.strip().lower()] = value.strip()
+        raw = b""
+        if "content-length" in headers:
+            raw = await conn.reader.readexactly(int(headers["content-length"]))
+        elif "chunked" in headers.get("transfer-encoding", "").lower():
+            raw = await _read_chunked(conn.reader)
+        url = urllib.parse.urlsplit(target)
+        path = url.path
+
+        if path.startswith("/_fake/"):
+            await self._control(conn, method, path, urllib.parse.parse_qs(url.query), raw)
+            return
+
+        body: Any = None
+        body_ok = True
+        if raw:
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                body, body_ok = raw.decode("utf-8", "replace"), False
+        with self._cond:
+            record = RequestRecord(
+                index=len(self._records) + 1,
+                method=method,
+                path=path,
+                body=body,
+                headers=headers,
+                started_at=arrived,
+                request_id=_new_id("req"),
+            )
+            self._records.append(record)
+            config = self._config
+            self._cond.notify_all()
+        conn.record = record
+        log.debug("request %d: %s %s", record.index, method, path)
+
+        if path not in ("/v1/messages", "/v1/messages/count_tokens"):
+            await self._send_error(conn, 404, f"{method} {path} is not served by the fake")
+            return
+        if method != "POST":
+            await self._send_error(conn, 405, f"{method} {path}: only POST is served")
+            return
+        if not body_ok or not isinstance(body, dict):
+            await self._send_error(conn, 400, "request body is not a JSON object")
+            return
+
+        settings, directive_key = parse_directives(last_user_text(body))
+        try:
+            config = config.updated(settings) if settings else config
+        except ValueError as exc:
+            await self._send_error(conn, 400, f"bad [[fake:...]] directive: {exc}")
+            return
+        record.config = config.to_dict()
+        record.stream = bool(body.get("stream"))
+        record.input_tokens = count_input_tokens(body)
+
+        key = headers.get("x-api-key")
+        if key is None and headers.get("authorization", "").lower().startswith("bearer "):
+            key = headers["authorization"][7:].strip()
+        if config.required_key is not None and key != config.required_key:
+            await self._send_error(conn, 401, "invalid x-api-key")
+            return
+
+        if path == "/v1/messages/count_tokens":
+            await self._send_json(conn, 200, {"input_tokens": record.input_tokens})
+            self._finish(record, "completed")
+            return
+
+        fault = self._take_fault(config, directive_key)
+        if fault is not None and (m := _STATUS_FAULT.match(fault)):
+            await self._send_error(conn, int(m.group(1)), None)
+            return
+
+        conn.start_watching()
+        if record.stream:
+            await self._stream(conn, record, config, fault, body)
+        else:
+            await self._respond_whole(conn, record, config, fault, body)
+
+    def _take_fault(self, config: FakeConfig, key: str) -> str | None:
+        """The fault for this request, counting it against ``fail_times``."""
+        if config.error is None:
+            return None
+        if config.fail_times is None:
+            return config.error
+        with self._cond:
+            used = self._fault_counts.get(key, 0)
+            if used >= config.fail_times:
+                return None
+            self._fault_counts[key] = used + 1
+        return config.error
+
+    def _reply(self, config: FakeConfig, body: dict[str, Any]) -> tuple[list[str], str]:
+        text = config.text
+        if config.echo:
+            text = "Echo: " + strip_directives(last_user_text(body))
+        chunks = plan_chunks(text, config.deltas)
+        stop_reason = config.stop_reason
+        max_tokens = body.get("max_tokens")
+        if isinstance(max_tokens, int) and 0 <= max_tokens < len(chunks):
+            chunks, stop_reason = chunks[:max_tokens], "max_tokens"
+        return chunks, stop_reason
+
+    async def _send_json(
+        self,
+        conn: _Connection,
+        status: int,
+        payload: Any,
+        extra_headers: dict[str, str] | None = None,
+    ) -> None:
+        data = json.dumps(payload).encode()
+        request_id = conn.record.request_id if conn.record and conn.record.request_id else "-"
+        headers = _base_headers(request_id)
+        headers.update(
+            {"content-type": "application/json", "content-length": str(len(data))},
+        )
+        headers.update(extra_headers or {})
+        if conn.record is not None:
+            conn.record.status = status
+        await conn.send(_head(status, headers) + data)
+        if conn.record is not None and status == 200:
+            conn.record.completed = True
+        await conn.close()
+
+    async def _send_error(self, conn: _Connection, status: int, message: str | None) -> None:
+        request_id = conn.record.request_id if conn.record and conn.record.request_id else "-"
+        extra: dict[str, str] = {}
+        if status == 429 or status >= 500:
+            # "retry-after: 0" alone makes the SDK fall back to ~0.5 s backoff; -ms wins
+            extra = {"retry-after": "0", "retry-after-ms": "1"}
+        log.debug("request %s: answering %d", request_id, status)
+        await self._send_json(conn, status, _error_payload(status, message, request_id), extra)
+        self._finish(conn.record, "status_error")
+
+    async def _stream(
+        self,
+        conn: _Connection,
+        record: RequestRecord,
+        config: FakeConfig,
+        fault: str | None,
+        body: dict[str, Any],
+    ) -> None:
+        chunks, stop_reason = self._reply(config, body)
+        record.deltas_planned = len(chunks)
+        record.message_id = _new_id("msg")
+        record.status = 200
+        headers = _base_headers(record.request_id or "-")
+        headers.update(
+            {
+                "content-type": "text/event-stream; charset=utf-8",
+                "cache-control": "no-cache",
+                "transfer-encoding": "chunked",
+            }
+        )
+        start = {
+            "type": "message_start",
+            "message": {
+                "id": record.message_id,
+                "type": "message",
+                "role": "assistant",
+                "model": body.get("model", "claude-fake"),
+                "content": [],
+                "stop_reason": None,
+                "stop_sequence": None,
+                "usage": {
+                    "input_tokens": record.input_tokens,
+                    "cache_creation_input_tokens": 0,
+                    "cache_read_input_tokens": 0,
+                    "output_tokens": 1,
+                },
+            },
+        }
+        block = {
+            "type": "content_block_start",
+            "index": 0,
+            "content_block": {"type": "text", "text": ""},
+        }
+        preamble = (
+            _head(200, headers) + _sse("message_start", start) + _sse("content_block_start", block)
+        )
+        if config.ping:
+            preamble += _sse("ping", {"type": "ping"})
+        await conn.send(preamble)
+        await conn.pause(config.first_delay)
+
+        fault_at = min(config.error_after, len(chunks)) if fault in MIDSTREAM_FAULTS else None
+        for i in range(len(chunks) + 1):
+            if i > 0 and (i < len(chunks) or i == fault_at):
+                await conn.pause(config.interval)
+            if i == fault_at:
+                await self._midstream_fault(conn, record, fault)
+                return
+            if i == len(chunks):
+                break
+            delta = {
+                "type": "content_block_delta",
+                "index": 0,
+                "delta": {"type": "text_delta", "text": chunks[i]},
+            }
+            await conn.send(_sse("content_block_delta", delta))
+            record.delta_times.append(time.monotonic())
+            record.deltas_written += 1
+            record.text_written += chunks[i]
+            self._notify()
+
+        await conn.send(
+            _sse("content_block_stop", {"type": "content_block_stop", "index": 0})
+            + _sse(
+                "message_delta",
+                {
+                    "type": "message_delta",
+                    "delta": {"stop_reason": stop_reason, "stop_sequence": None},
+                    "usage": {"output_tokens": record.deltas_written},
+                },
+            )
+            + _sse("message_stop", {"type": "message_stop"})
+            + b"0\r\n\r\n"
+        )
+        record.completed = True
+        self._finish(record, "completed")
+        await conn.close()
+
+    async def _midstream_fault(
+        self, conn: _Connection, record: RequestRecord, fault: str | None
+    ) -> None:
+        log.debug(
+            "request %d: injecting %s after %d deltas", record.index, fault, record.deltas_written
+        )
+        if fault == "error_midstream":
+            payload = _error_payload(529, "Overloaded", record.request_id or "-")
+            await conn.send(_sse("error", payload) + b"0\r\n\r\n")
+            self._finish(record, "error_event")
+            await conn.close()
+        elif fault == "drop_midstream":
+            self._finish(record, "dropped")
+            await conn.close()
+        elif fault == "reset_midstream":
+            self._finish(record, "reset")
+            await conn.close(reset=True)
+        elif fault == "stall":
+            await conn.gone.wait()
+            raise _ClientGone
+
+    async def _respond_whole(
+        self,
+        conn: _Connection,
+        record: RequestRecord,
+        config: FakeConfig,
+        fault: str | None,
+        body: dict[str, Any],
+    ) -> None:
+        """Non-streaming ``messages.create``: same timing and faults, one JSON body."""
+        chunks, stop_reason = self._reply(config, body)
+        record.deltas_planned = len(chunks)
+        record.message_id = _new_id("msg")
+        await conn.pause(config.first_delay + config.interval * max(0, len(chunks) - 1))
+        if fault == "error_midstream":
+            await self._send_error(conn, 529, "Overloaded")
+            return
+        if fault in ("drop_midstream", "reset_midstream"):
+            self._finish(record, "dropped" if fault == "drop_midstream" else "reset")
+            await conn.close(reset=fault == "reset_midstream")
+            return
+        if fault == "stall":
+            await conn.gone.wait()
+            raise _ClientGone
+        text = "".join(chunks)
+        message = {
+            "id": record.message_id,
+            "type": "message",
+            "role": "assistant",
+            "model": body.get("model", "claude-fake"),
+            "content": [{"type": "text", "text": text}],
+            "stop_reason": stop_reason,
+            "stop_sequence": None,
+            "usage": {
+                "input_tokens": record.input_tokens,
+                "cache_creation_input_tokens": 0,
+                "cache_read_input_tokens": 0,
+                "output_tokens": len(chunks),
+            },
+        }
+        record.text_written = text
+        await self._send_json(conn, 200, message)
+        self._finish(record, "completed")
+
+    # ---- control API ------------------------------------------------------------------------
+
+    async def _control(
+        self,
+        conn: _Connection,
+        method: str,
+        path: str,
+        query: dict[str, list[str]],
+        raw: bytes,
+    ) -> None:
+        try:
+            if method == "GET" and path == "/_fake/requests":
+                if "min" in query:
+                    n = int(query["min"][0])
+                    timeout = float(query.get("timeout", ["5"])[0])
+                    with contextlib.suppress(TimeoutError):
+                        await self._wait_async(self._check_request(n), timeout, "requests")
+                await self._send_json(conn, 200, [r.to_dict() for r in self.requests])
+            elif method == "GET" and path == "/_fake/config":
+                await self._send_json(conn, 200, self._config.to_dict())
+            elif method == "POST" and path == "/_fake/config":
+                changes = json.loads(raw or b"{}")
+                if not isinstance(changes, dict):
+                    raise ValueError("config body must be a JSON object")
+                await self._send_json(conn, 200, self.update_config(**changes).to_dict())
+            elif method == "POST" and path == "/_fake/reset":
+                self.reset()
+                await self._send_json(conn, 200, {"ok": True})
+            elif method == "GET" and path == "/_fake/health":
+                await self._send_json(conn, 200, {"ok": True, "now": time.monotonic()})
+            else:
+                await self._send_json(conn, 404, {"error": f"no control endpoint {method} {path}"})
+        except (ValueError, TypeError) as exc:
+            await self._send_json(conn, 400, {"error": str(exc)})
+
+
+# --------------------------------------------------------------------------------------------
+# Control client (for tests that run the fake in another process)
+# --------------------------------------------------------------------------------------------
+
+
+class FakeAnthropicControl:
+    """Blocking client for a standalone fake's ``/_fake/*`` endpoints (wrap in
+    ``asyncio.to_thread`` from async code)."""
+
+    def __init__(self, base_url: str, timeout: float = 10.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        # never route the fake through an HTTP proxy from the environment
+        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+    def _call(self, method: str, path: str, payload: Any = None) -> Any:
+        data = None if payload is None else json.dumps(payload).encode()
+        request = urllib.request.Request(
+            self.base_url + path,
+            data=data,
+            method=method,
+            headers={"content-type": "application/json"},
+        )
+        with self._opener.open(request, timeout=self.timeout) as response:
+            return json.loads(response.read())
+
+    def requests(self, min_count: int = 0, timeout: float = 5.0) -> list[RequestRecord]:
+        """All records; with ``min_count`` the server waits until that many exist."""
+        query = f"?min={min_count}&timeout={timeout}" if min_count else ""
+        return [RequestRecord(**item) for item in self._call("GET", "/_fake/requests" + query)]
+
+    def config(self) -> dict[str, Any]:
+        """The server's current config."""
+        return self._call("GET", "/_fake/config")
+
+    def set_config(self, **changes: Any) -> dict[str, Any]:
+        """Partially update the server's config; returns the new config."""
+        return self._call("POST", "/_fake/config", changes)
+
+    def reset(self) -> None:
+        """Clear the server's records and ``fail_times`` counters."""
+        self._call("POST", "/_fake/reset", {})
+
+
+# --------------------------------------------------------------------------------------------
+# Standalone entry point
+# --------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve until SIGTERM/SIGINT, after printing the ``listening on URL`` ready line."""
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.fake_anthropic", description="Fake Anthropic Messages API server."
+    )
+    defaults = FakeConfig()
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8765, help="0 picks a free port")
+    parser.add_argument("--interval", type=float, default=defaults.interval)
+    parser.add_argument("--deltas", type=int, default=defaults.deltas)
+    parser.add_argument("--first-delay", type=float, default=defaults.first_delay)
+    parser.add_argument("--text", default=None)
+    parser.add_argument("--echo", action="store_true")
+    parser.add_argument("--error", default=None, help="fault to inject, e.g. status_529, stall")
+    parser.add_argument("--error-after", type=int, default=defaults.error_after)
+    parser.add_argument("--fail-times", type=int, default=None)
+    parser.add_argument("--required-key", default=None)
+    parser.add_argument("--no-ping", action="store_true")
+    parser.add_argument("--log-level", default="WARNING")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), stream=sys.stderr, format="%(asctime)s %(message)s"
+    )
+    config = FakeConfig(
+        interval=args.interval,
+        deltas=args.deltas,
+        first_delay=args.first_delay,
+        text=args.text,
+        echo=args.echo,
+        error=args.error,
+        error_after=args.error_after,
+        fail_times=args.fail_times,
+        required_key=args.required_key,
+        ping=not args.no_ping,
+    )
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    server = FakeAnthropicServer(config, host=args.host, port=args.port).start()
+    print(f"listening on {server.base_url}", flush=True)
+    try:
+        while not stop.wait(1.0):
+            pass
+    finally:
+        server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
