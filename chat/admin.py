@@ -8,7 +8,6 @@ from django.http import HttpRequest
 
 from .models import Conversation, Message
 
-
 TRANSCRIPT_FIELDS = (
     "role",
     "status",

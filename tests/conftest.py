@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import html
 import json
 import re
@@ -24,7 +25,9 @@ ORIGIN = "http://127.0.0.1:8000"
 
 BATCH = re.compile(r'<span id="msg-(\d+)-body" hx-swap-oob="beforeend">(.*?)</span>', re.DOTALL)
 ARTICLE = re.compile(r'<article id="msg-(\d+)" class="msg msg--(\w+) msg--(\w+)"')
-FINAL = re.compile(r'<article id="msg-(\d+)" class="msg msg--assistant msg--(\w+)" hx-swap-oob="true"')
+FINAL = re.compile(
+    r'<article id="msg-(\d+)" class="msg msg--assistant msg--(\w+)" hx-swap-oob="true"'
+)
 
 
 @pytest.fixture(scope="session")
@@ -99,10 +102,8 @@ class ChatSocket:
 
     async def finished(self, message_id: int, timeout: float = 10.0) -> str:
         """Wait for a reply's final form; its status."""
-        match = await self.until(
-            rf'<article id="msg-{message_id}" class="msg msg--assistant msg--(\w+)" hx-swap-oob="true"',
-            timeout=timeout,
-        )
+        final = rf'<article id="msg-{message_id}" class="msg msg--assistant msg--(\w+)" hx-swap-oob'
+        match = await self.until(final, timeout=timeout)
         return match.group(1)
 
     def text_sent(self, message_id: int) -> str:
@@ -126,7 +127,8 @@ SocketFactory = Callable[..., Awaitable[ChatSocket]]
 async def session_cookie(user: User) -> str:
     client = AsyncClient()
     await client.aforce_login(user)
-    return f"{django_settings.SESSION_COOKIE_NAME}={client.cookies[django_settings.SESSION_COOKIE_NAME].value}"
+    name = django_settings.SESSION_COOKIE_NAME
+    return f"{name}={client.cookies[name].value}"
 
 
 @pytest.fixture
@@ -155,7 +157,5 @@ async def chat_socket() -> AsyncIterator[SocketFactory]:
 
     yield open_socket
     for comm in opened:
-        try:
+        with contextlib.suppress(Exception):  # already closed by the test
             await comm.disconnect(timeout=5)
-        except Exception:  # already closed by the test
-            pass

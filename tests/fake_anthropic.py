@@ -26,8 +26,10 @@ Standalone use (for an app running in another process)::
 prints exactly one line ``listening on http://127.0.0.1:PORT`` to stdout when ready (``--port 0``
 picks a free port) and serves until SIGTERM/SIGINT. The same port serves a JSON control API:
 
-* ``GET  /_fake/requests[?min=N&timeout=S]`` -- list of request records (``RequestRecord.to_dict``);
-  with ``min`` it waits up to ``timeout`` seconds (default 5) until at least N requests exist.
+* ``GET  /_fake/requests[?min=N&finished=1&timeout=S]`` -- list of request records
+  (``RequestRecord.to_dict``); with ``min`` it first waits up to ``timeout`` seconds (default 5)
+  until at least N requests exist, with ``finished=1`` also until every record is finished
+  (the client can see ``message_stop`` a moment before the server marks the record done).
 * ``GET  /_fake/config`` -- the current config.
 * ``POST /_fake/config`` -- JSON object of ``FakeConfig`` fields to change (a partial update);
   returns the new config. Resets the ``fail_times`` counter.
@@ -793,7 +795,7 @@ class FakeAnthropicServer:
     async def await_request(
         self,
         n: int = 1,
-        timeout: float = 5.0,  # noqa: ASYNC109
+        timeout: float = 5.0,
     ) -> RequestRecord:
         """Async ``wait_for_request`` that does not block the caller's event loop."""
         return await self._wait_async(self._check_request(n), timeout, f"request #{n}")
@@ -802,7 +804,7 @@ class FakeAnthropicServer:
         self,
         record: RequestRecord,
         k: int = 1,
-        timeout: float = 5.0,  # noqa: ASYNC109
+        timeout: float = 5.0,
     ) -> float:
         """Async ``wait_for_delta``."""
         return await self._wait_async(self._check_delta(record, k), timeout, f"delta #{k}")
@@ -810,7 +812,7 @@ class FakeAnthropicServer:
     async def await_disconnect(
         self,
         record: RequestRecord,
-        timeout: float = 5.0,  # noqa: ASYNC109
+        timeout: float = 5.0,
     ) -> float:
         """Async ``wait_for_disconnect``."""
         return await self._wait_async(self._check_disconnect(record), timeout, "disconnect")
@@ -818,7 +820,7 @@ class FakeAnthropicServer:
     async def await_finish(
         self,
         record: RequestRecord,
-        timeout: float = 5.0,  # noqa: ASYNC109
+        timeout: float = 5.0,
     ) -> RequestRecord:
         """Async ``wait_for_finish``."""
         return await self._wait_async(self._check_finish(record), timeout, "finish")
@@ -1166,11 +1168,18 @@ class FakeAnthropicServer:
     ) -> None:
         try:
             if method == "GET" and path == "/_fake/requests":
-                if "min" in query:
-                    n = int(query["min"][0])
-                    timeout = float(query.get("timeout", ["5"])[0])
-                    with contextlib.suppress(TimeoutError):
-                        await self._wait_async(self._check_request(n), timeout, "requests")
+                n = int(query.get("min", ["0"])[0])
+                want_finished = query.get("finished", ["0"])[0].lower() in _TRUE
+                timeout = float(query.get("timeout", ["5"])[0])
+
+                def check() -> tuple[bool, Any]:
+                    done = len(self._records) >= n
+                    if want_finished:
+                        done = done and all(r.finished for r in self._records)
+                    return done, None
+
+                with contextlib.suppress(TimeoutError):
+                    await self._wait_async(check, timeout, "requests")
                 await self._send_json(conn, 200, [r.to_dict() for r in self.requests])
             elif method == "GET" and path == "/_fake/config":
                 await self._send_json(conn, 200, self._config.to_dict())
@@ -1216,9 +1225,12 @@ class FakeAnthropicControl:
         with self._opener.open(request, timeout=self.timeout) as response:
             return json.loads(response.read())
 
-    def requests(self, min_count: int = 0, timeout: float = 5.0) -> list[RequestRecord]:
-        """All records; with ``min_count`` the server waits until that many exist."""
-        query = f"?min={min_count}&timeout={timeout}" if min_count else ""
+    def requests(
+        self, min_count: int = 0, *, finished: bool = False, timeout: float = 5.0
+    ) -> list[RequestRecord]:
+        """All records. The server first waits (up to ``timeout``) until ``min_count`` exist
+        and, with ``finished``, until all of them are finished. It returns what it has then."""
+        query = f"?min={min_count}&finished={int(finished)}&timeout={timeout}"
         return [RequestRecord(**item) for item in self._call("GET", "/_fake/requests" + query)]
 
     def config(self) -> dict[str, Any]:

@@ -22,7 +22,10 @@ async def messages_of(conversation: Conversation) -> list[Message]:
 
 
 async def test_reply_streams_in_batches_and_completes_with_real_usage(
-    fake_anthropic: FakeAnthropicServer, chat_socket: SocketFactory, conversation: Conversation, user: User
+    fake_anthropic: FakeAnthropicServer,
+    chat_socket: SocketFactory,
+    conversation: Conversation,
+    user: User,
 ) -> None:
     fake_anthropic.reset(FakeConfig(interval=0.002, deltas=60))
     sock = await chat_socket(conversation, user)
@@ -51,7 +54,10 @@ async def test_reply_streams_in_batches_and_completes_with_real_usage(
 
 
 async def test_stop_closes_upstream_within_100ms_and_keeps_exactly_what_was_sent(
-    fake_anthropic: FakeAnthropicServer, chat_socket: SocketFactory, conversation: Conversation, user: User
+    fake_anthropic: FakeAnthropicServer,
+    chat_socket: SocketFactory,
+    conversation: Conversation,
+    user: User,
 ) -> None:
     fake_anthropic.reset(SLOW)
     sock = await chat_socket(conversation, user)
@@ -87,7 +93,10 @@ async def test_stop_closes_upstream_within_100ms_and_keeps_exactly_what_was_sent
 
 
 async def test_stop_and_send_saves_partial_then_new_message_and_sends_whole_history(
-    fake_anthropic: FakeAnthropicServer, chat_socket: SocketFactory, conversation: Conversation, user: User
+    fake_anthropic: FakeAnthropicServer,
+    chat_socket: SocketFactory,
+    conversation: Conversation,
+    user: User,
 ) -> None:
     fake_anthropic.reset(SLOW)
     sock = await chat_socket(conversation, user)
@@ -123,7 +132,10 @@ async def test_stop_and_send_saves_partial_then_new_message_and_sends_whole_hist
 
 
 async def test_disconnect_mid_reply_saves_partial_with_reason_disconnect(
-    fake_anthropic: FakeAnthropicServer, chat_socket: SocketFactory, conversation: Conversation, user: User
+    fake_anthropic: FakeAnthropicServer,
+    chat_socket: SocketFactory,
+    conversation: Conversation,
+    user: User,
 ) -> None:
     fake_anthropic.reset(SLOW)
     sock = await chat_socket(conversation, user)
@@ -143,7 +155,10 @@ async def test_disconnect_mid_reply_saves_partial_with_reason_disconnect(
 
 
 async def test_stop_before_first_token_saves_an_empty_marked_reply(
-    fake_anthropic: FakeAnthropicServer, chat_socket: SocketFactory, conversation: Conversation, user: User
+    fake_anthropic: FakeAnthropicServer,
+    chat_socket: SocketFactory,
+    conversation: Conversation,
+    user: User,
 ) -> None:
     fake_anthropic.reset(FakeConfig(first_delay=5, deltas=5))
     sock = await chat_socket(conversation, user)
@@ -163,7 +178,10 @@ async def test_stop_before_first_token_saves_an_empty_marked_reply(
 
 
 async def test_stop_before_the_provider_answers_at_all(
-    fake_anthropic: FakeAnthropicServer, chat_socket: SocketFactory, conversation: Conversation, user: User
+    fake_anthropic: FakeAnthropicServer,
+    chat_socket: SocketFactory,
+    conversation: Conversation,
+    user: User,
 ) -> None:
     fake_anthropic.reset(SLOW)
     sock = await chat_socket(conversation, user)
@@ -179,7 +197,10 @@ async def test_stop_before_the_provider_answers_at_all(
 
 
 async def test_double_stop_is_harmless(
-    fake_anthropic: FakeAnthropicServer, chat_socket: SocketFactory, conversation: Conversation, user: User
+    fake_anthropic: FakeAnthropicServer,
+    chat_socket: SocketFactory,
+    conversation: Conversation,
+    user: User,
 ) -> None:
     fake_anthropic.reset(SLOW)
     sock = await chat_socket(conversation, user)
@@ -195,7 +216,10 @@ async def test_double_stop_is_harmless(
 
 
 async def test_stop_when_idle_says_so_and_changes_nothing(
-    fake_anthropic: FakeAnthropicServer, chat_socket: SocketFactory, conversation: Conversation, user: User
+    fake_anthropic: FakeAnthropicServer,
+    chat_socket: SocketFactory,
+    conversation: Conversation,
+    user: User,
 ) -> None:
     sock = await chat_socket(conversation, user)
     await sock.send("stop")
@@ -206,7 +230,10 @@ async def test_stop_when_idle_says_so_and_changes_nothing(
 
 
 async def test_send_while_streaming_is_refused_and_nothing_is_saved(
-    fake_anthropic: FakeAnthropicServer, chat_socket: SocketFactory, conversation: Conversation, user: User
+    fake_anthropic: FakeAnthropicServer,
+    chat_socket: SocketFactory,
+    conversation: Conversation,
+    user: User,
 ) -> None:
     fake_anthropic.reset(SLOW)
     sock = await chat_socket(conversation, user)
@@ -221,7 +248,10 @@ async def test_send_while_streaming_is_refused_and_nothing_is_saved(
 
 
 async def test_stop_and_send_when_idle_just_sends(
-    fake_anthropic: FakeAnthropicServer, chat_socket: SocketFactory, conversation: Conversation, user: User
+    fake_anthropic: FakeAnthropicServer,
+    chat_socket: SocketFactory,
+    conversation: Conversation,
+    user: User,
 ) -> None:
     fake_anthropic.reset(FakeConfig(interval=0.001, deltas=3))
     sock = await chat_socket(conversation, user)
@@ -269,7 +299,10 @@ async def test_bad_frames_get_a_clear_error_and_store_nothing(
 
 
 async def test_model_output_arrives_escaped_in_every_frame(
-    fake_anthropic: FakeAnthropicServer, chat_socket: SocketFactory, conversation: Conversation, user: User
+    fake_anthropic: FakeAnthropicServer,
+    chat_socket: SocketFactory,
+    conversation: Conversation,
+    user: User,
 ) -> None:
     hostile = '<script>alert("x")</script> <img src=x onerror=alert(1)> & done'
     fake_anthropic.reset(FakeConfig(interval=0.001, deltas=6, text=hostile))
@@ -285,9 +318,14 @@ async def test_model_output_arrives_escaped_in_every_frame(
 
 
 async def test_upstream_error_mid_stream_keeps_partial_with_status_error(
-    fake_anthropic: FakeAnthropicServer, chat_socket: SocketFactory, conversation: Conversation, user: User
+    fake_anthropic: FakeAnthropicServer,
+    chat_socket: SocketFactory,
+    conversation: Conversation,
+    user: User,
 ) -> None:
-    fake_anthropic.reset(FakeConfig(interval=0.005, deltas=20, error="error_midstream", error_after=5))
+    fake_anthropic.reset(
+        FakeConfig(interval=0.005, deltas=20, error="error_midstream", error_after=5)
+    )
     sock = await chat_socket(conversation, user)
     await sock.send("send", "Hi")
     _, reply_id = await sock.turn_started()
@@ -300,7 +338,10 @@ async def test_upstream_error_mid_stream_keeps_partial_with_status_error(
 
 
 async def test_overloaded_before_stream_is_retried_by_the_sdk(
-    fake_anthropic: FakeAnthropicServer, chat_socket: SocketFactory, conversation: Conversation, user: User
+    fake_anthropic: FakeAnthropicServer,
+    chat_socket: SocketFactory,
+    conversation: Conversation,
+    user: User,
 ) -> None:
     fake_anthropic.reset(FakeConfig(interval=0.001, deltas=4, error="status_529", fail_times=1))
     sock = await chat_socket(conversation, user)
@@ -311,7 +352,10 @@ async def test_overloaded_before_stream_is_retried_by_the_sdk(
 
 
 async def test_rejected_api_key_is_a_clear_error(
-    fake_anthropic: FakeAnthropicServer, chat_socket: SocketFactory, conversation: Conversation, user: User
+    fake_anthropic: FakeAnthropicServer,
+    chat_socket: SocketFactory,
+    conversation: Conversation,
+    user: User,
 ) -> None:
     fake_anthropic.reset(FakeConfig(error="status_401"))
     sock = await chat_socket(conversation, user)
@@ -328,7 +372,10 @@ async def test_rejected_api_key_is_a_clear_error(
 
 
 async def test_two_sockets_cannot_stream_two_replies_in_one_conversation(
-    fake_anthropic: FakeAnthropicServer, chat_socket: SocketFactory, conversation: Conversation, user: User
+    fake_anthropic: FakeAnthropicServer,
+    chat_socket: SocketFactory,
+    conversation: Conversation,
+    user: User,
 ) -> None:
     fake_anthropic.reset(SLOW)
     first = await chat_socket(conversation, user)

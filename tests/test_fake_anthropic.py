@@ -213,6 +213,7 @@ async def test_status_529_once_is_retried_by_sdk(server: FakeAnthropicServer) ->
         await sdk.close()
     assert text == default_text(4)
     first, second = server.requests
+    await server.await_finish(second)  # the client may see message_stop a moment earlier
     assert (first.status, first.outcome) == (529, "status_error")
     assert second.completed
     assert second.headers["x-stainless-retry-count"] == "1"
@@ -290,7 +291,7 @@ async def test_error_event_midstream_raises_api_status_error(
                     parts.append(event.text)
     assert excinfo.value.body["error"]["type"] == "overloaded_error"  # type: ignore[index]
     assert "".join(parts) == "".join(plan_chunks(None, 10)[:3])
-    record = server.requests[0]
+    record = await server.await_finish(server.requests[0])
     assert record.outcome == "error_event" and not record.completed
 
 
@@ -322,7 +323,7 @@ async def test_connection_dropped_midstream_raises(
                 if event.type == "text":
                     parts.append(event.text)
     assert len(parts) == 4
-    record = server.requests[0]
+    record = await server.await_finish(server.requests[0])
     assert record.deltas_written == 4
     assert not record.completed and record.disconnected_at is None
 
@@ -461,7 +462,7 @@ async def test_standalone_process_and_control_endpoints() -> None:
         try:
             text, _ = await _stream_text(sdk)
             assert text == default_text(5)
-            records = await asyncio.to_thread(control.requests, 1)
+            records = await asyncio.to_thread(control.requests, 1, finished=True)
             assert len(records) == 1
             assert records[0].completed and records[0].deltas_written == 5
             assert records[0].body["model"] == MODEL

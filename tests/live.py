@@ -1,0 +1,440 @@
+"""The app as a real server: daphne in a subprocess, talking to a standalone fake Anthropic.
+
+Why: a browser needs a real HTTP + WebSocket server, and "Stop really stops the model" is only
+proven when the model's side of the wire (the fake) sees the app hang up. Nothing here touches
+Django's ORM in the test process (pytest-django's test database is never used); the live
+server has its own database, read back with ``LiveApp.query``.
+
+Building blocks (reusable, e.g. for two daphne processes sharing Redis/PostgreSQL)::
+
+    fake = start_fake_anthropic()                    # FakeProcess (.base_url, .control, .stop())
+    env = app_env(database_url=..., anthropic_base_url=fake.base_url, REDIS_URL=...)
+    manage(env, "migrate", "--noinput")
+    create_user(env, "alice", "secret")
+    with run_daphne(env, port=None, log_path=...) as server:   # DaphneProcess
+        server.base_url ...
+
+Fixtures: ``live_fake_anthropic`` (session) and ``live_app`` (session, a ``LiveApp``).
+Import them into a test module: ``from tests.live import live_app, live_fake_anthropic``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import secrets
+import shutil
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.fake_anthropic import FakeAnthropicControl
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+#: Environment variables the app reads; inherited values are dropped so a developer's shell
+#: (a real API key, a REDIS_URL, a DATABASE_URL) can never leak into a live test server.
+APP_ENV_KEYS = (
+    "DATABASE_URL",
+    "REDIS_URL",
+    "CHAT_PROVIDER",
+    "CHAT_MODEL",
+    "ANTHROPIC_API_KEY",
+    "ANTHROPIC_BASE_URL",
+    "ANTHROPIC_AUTH_TOKEN",
+    "DJANGO_DEBUG",
+    "DJANGO_ALLOWED_HOSTS",
+    "DJANGO_SECRET_KEY",
+    "DJANGO_CSRF_TRUSTED_ORIGINS",
+    "DJANGO_SETTINGS_MODULE",
+)
+
+#: The fake's pace for the live server: 300 deltas 20 ms apart is a 6 s reply, long enough to
+#: type and press Stop in the middle of it, short enough that an unstopped one ends.
+FAKE_INTERVAL = 0.02
+FAKE_DELTAS = 300
+
+STARTUP_TIMEOUT = 20.0
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that was free a moment ago (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def _tail(path: Path, limit: int = 8000) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return "<no log>"
+    return text[-limit:]
+
+
+# --------------------------------------------------------------------------------------------
+# The fake Anthropic API, standalone
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class FakeProcess:
+    """A ``python -m tests.fake_anthropic`` subprocess."""
+
+    process: subprocess.Popen[str]
+    base_url: str
+    control: FakeAnthropicControl
+    defaults: dict[str, Any]
+    """The config it started with; ``restore()`` puts it back."""
+
+    def restore(self) -> None:
+        """Back to the start-up config, with no records (call between tests)."""
+        self.control.set_config(**self.defaults)
+        self.control.reset()
+
+    def stop(self) -> None:
+        _terminate(self.process)
+
+
+def start_fake_anthropic(
+    *, interval: float = FAKE_INTERVAL, deltas: int = FAKE_DELTAS, timeout: float = 10.0
+) -> FakeProcess:
+    """Start the fake on a free port and wait for its ``listening on URL`` line."""
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tests.fake_anthropic",
+            "--port",
+            "0",
+            "--interval",
+            str(interval),
+            "--deltas",
+            str(deltas),
+        ],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    assert process.stdout is not None
+    stdout = process.stdout
+    threading.Thread(target=lambda: lines.put(stdout.readline()), daemon=True).start()
+    try:
+        line = lines.get(timeout=timeout)
+    except queue.Empty:
+        line = ""
+    if not line.startswith("listening on "):
+        _terminate(process)
+        stderr = process.stderr.read() if process.stderr else ""
+        raise RuntimeError(f"the fake Anthropic server did not start: {line!r}\n{stderr}")
+    base_url = line.removeprefix("listening on ").strip()
+    control = FakeAnthropicControl(base_url)
+    return FakeProcess(
+        process=process,
+        base_url=base_url,
+        control=control,
+        defaults=control.config(),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# The app
+# --------------------------------------------------------------------------------------------
+
+
+def app_env(
+    *,
+    database_url: str,
+    anthropic_base_url: str,
+    api_key: str = "sk-ant-test-live",
+    **extra: str,
+) -> dict[str, str]:
+    """The environment for one app process: the inherited one minus the app's own knobs,
+    plus these. ``extra`` adds or overrides anything (``REDIS_URL=...``, ``CHAT_MODEL=...``)."""
+    env = {k: v for k, v in os.environ.items() if k not in APP_ENV_KEYS}
+    no_proxy = ",".join(filter(None, [env.get("NO_PROXY", ""), "127.0.0.1,localhost"]))
+    env |= {
+        "DJANGO_SETTINGS_MODULE": "chatsite.settings",
+        "DATABASE_URL": database_url,
+        "CHAT_PROVIDER": "anthropic",
+        "ANTHROPIC_API_KEY": api_key,
+        "ANTHROPIC_BASE_URL": anthropic_base_url,
+        "DJANGO_DEBUG": "1",
+        "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "PYTHONUNBUFFERED": "1",
+        # The SDK (httpx) honours proxy variables: never send the fake's traffic to a proxy.
+        "NO_PROXY": no_proxy,
+        "no_proxy": no_proxy,
+    }
+    env |= extra
+    return env
+
+
+def manage(env: Mapping[str, str], *args: str, timeout: float = 60.0) -> str:
+    """Run ``manage.py`` with that environment; its stdout, or RuntimeError with its output."""
+    result = subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=REPO_ROOT,
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(
+            f"manage.py {' '.join(args)} failed ({result.returncode}):\n"
+            f"{result.stdout}\n{result.stderr}"
+        )
+    return result.stdout
+
+
+def create_user(env: Mapping[str, str], username: str, password: str) -> None:
+    """Create (or reset the password of) a user in that environment's database."""
+    code = (
+        "import sys\n"
+        "from django.contrib.auth import get_user_model\n"
+        "User = get_user_model()\n"
+        "user, _ = User.objects.get_or_create(username=sys.argv[1])\n"
+        "user.set_password(sys.argv[2])\n"
+        "user.save()\n"
+    )
+    script = "import django\ndjango.setup()\n" + code
+    result = subprocess.run(
+        [sys.executable, "-c", script, username, password],
+        cwd=REPO_ROOT,
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"creating user {username!r} failed:\n{result.stdout}\n{result.stderr}")
+
+
+@dataclass
+class DaphneProcess:
+    """One ``daphne chatsite.asgi:application`` subprocess."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    log_path: Path
+    """daphne's stdout and stderr (the app's log lines included)."""
+    host: str = "127.0.0.1"
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def log(self) -> str:
+        return _tail(self.log_path, limit=1 << 20)
+
+    def stop(self) -> None:
+        _terminate(self.process)
+
+
+def _terminate(process: subprocess.Popen[Any], timeout: float = 5.0) -> None:
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=timeout)
+
+
+def _wait_http(url: str, process: subprocess.Popen[Any], timeout: float) -> None:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited with code {process.returncode}")
+        try:
+            with opener.open(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except urllib.error.HTTPError as exc:
+            last_error = exc
+        except (urllib.error.URLError, OSError) as exc:
+            last_error = exc
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer within {timeout:.0f} s (last error: {last_error})")
+
+
+def start_daphne(
+    env: Mapping[str, str],
+    *,
+    port: int | None = None,
+    log_path: Path,
+    host: str = "127.0.0.1",
+    timeout: float = STARTUP_TIMEOUT,
+) -> DaphneProcess:
+    """Start daphne with that environment and wait until it serves the login page.
+
+    ``port=None`` picks a free one (retried on a bind race). On failure the log is in the
+    RuntimeError.
+    """
+    attempts = 1 if port is not None else 3
+    error: RuntimeError | None = None
+    for _ in range(attempts):
+        chosen = port if port is not None else free_port(host)
+        log = log_path.open("ab")
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "daphne",
+                "-b",
+                host,
+                "-p",
+                str(chosen),
+                "chatsite.asgi:application",
+            ],
+            cwd=REPO_ROOT,
+            env=dict(env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        server = DaphneProcess(process=process, port=chosen, log_path=log_path, host=host)
+        try:
+            _wait_http(f"{server.base_url}/accounts/login/", process, timeout)
+            return server
+        except RuntimeError as exc:
+            server.stop()
+            error = RuntimeError(f"daphne did not start: {exc}\n--- daphne log ---\n{server.log()}")
+            if "Address already in use" not in server.log():
+                break
+    assert error is not None
+    raise error
+
+
+@contextlib.contextmanager
+def run_daphne(
+    env: Mapping[str, str], *, port: int | None = None, log_path: Path, host: str = "127.0.0.1"
+) -> Iterator[DaphneProcess]:
+    server = start_daphne(env, port=port, log_path=log_path, host=host)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+# --------------------------------------------------------------------------------------------
+# The fixture's object
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class LiveApp:
+    """A running app: where it is, who may sign in, its database, and the fake behind it."""
+
+    server: DaphneProcess
+    username: str
+    password: str
+    db_path: Path
+    fake: FakeProcess
+    env: dict[str, str]
+    tmp_dir: Path
+
+    @property
+    def base_url(self) -> str:
+        return self.server.base_url
+
+    @property
+    def fake_control(self) -> FakeAnthropicControl:
+        return self.fake.control
+
+    def url(self, path: str) -> str:
+        return self.base_url + path
+
+    def query(self, sql: str, params: tuple[Any, ...] | Mapping[str, Any] = ()) -> list[dict]:
+        """Rows of a read-only query on the live server's SQLite database, as dicts.
+
+        Opened read-only per call, so it never holds a lock the server waits on.
+        """
+        uri = f"file:{self.db_path}?mode=ro"
+        with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=10)) as conn:
+            conn.row_factory = sqlite3.Row
+            return [dict(row) for row in conn.execute(sql, params).fetchall()]
+
+    def messages(self, conversation_id: str) -> list[dict]:
+        """A conversation's messages in order (``conversation_id`` as in its URL)."""
+        hex_id = conversation_id.replace("-", "")
+        return self.query(
+            "SELECT id, role, status, stop_reason, content FROM chat_message "
+            "WHERE conversation_id = ? ORDER BY id",
+            (hex_id,),
+        )
+
+    def log(self) -> str:
+        return self.server.log()
+
+
+@pytest.fixture(scope="session")
+def live_fake_anthropic() -> Iterator[FakeProcess]:
+    """The fake Anthropic API as its own process (300 deltas, 20 ms apart, by default)."""
+    fake = start_fake_anthropic()
+    try:
+        yield fake
+    finally:
+        fake.stop()
+
+
+@pytest.fixture(scope="session")
+def live_app(request: pytest.FixtureRequest, live_fake_anthropic: FakeProcess) -> Iterator[LiveApp]:
+    """daphne serving the app on a free port, with its own SQLite file and one user.
+
+    If any test failed, daphne's log is written to the terminal at the end of the session.
+    """
+    tmp_dir = Path(tempfile.mkdtemp(prefix="stopchat-live-"))
+    db_path = tmp_dir / "live.db"
+    env = app_env(
+        database_url=f"sqlite:///{db_path}", anthropic_base_url=live_fake_anthropic.base_url
+    )
+    username, password = "alice", f"live-{secrets.token_urlsafe(12)}"
+    manage(env, "migrate", "--noinput")
+    create_user(env, username, password)
+    server = start_daphne(env, log_path=tmp_dir / "daphne.log")
+    app = LiveApp(
+        server=server,
+        username=username,
+        password=password,
+        db_path=db_path,
+        fake=live_fake_anthropic,
+        env=env,
+        tmp_dir=tmp_dir,
+    )
+    try:
+        yield app
+    finally:
+        server.stop()
+        if request.session.testsfailed:
+            # Kept for a post-mortem; its path is in the message.
+            reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+            text = f"\n--- daphne log ({server.log_path}) ---\n{_tail(server.log_path)}\n"
+            if reporter is not None:
+                reporter.write_line(text)
+            else:
+                sys.stderr.write(text)
+        else:
+            shutil.rmtree(tmp_dir, ignore_errors=True)

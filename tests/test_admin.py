@@ -1,0 +1,76 @@
+"""Django admin: every conversation, browsable by staff only, with the marker and token figures."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import User
+from django.test import Client
+from django.urls import reverse
+
+from chat.models import Conversation, Message
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def staff(django_user_model: type[User]) -> User:
+    return django_user_model.objects.create_superuser("root", password="admin-pass-123")
+
+
+@pytest.fixture
+def transcript(conversation: Conversation) -> Conversation:
+    Message.objects.create(conversation=conversation, role="user", content="Question")
+    Message.objects.create(
+        conversation=conversation,
+        role="assistant",
+        content="Half an answer",
+        status="interrupted",
+        stop_reason="user_stop",
+        input_tokens=10,
+        output_tokens=4,
+        tokens_estimated=True,
+    )
+    return conversation
+
+
+def test_admin_lists_conversations_with_counts(
+    client: Client, staff: User, transcript: Conversation
+) -> None:
+    client.force_login(staff)
+    page = client.get(reverse("admin:chat_conversation_changelist")).content.decode()
+    assert "Test chat" in page and "alice" in page
+    assert 'class="field-message_count">2<' in page
+    assert 'class="field-interrupted_count">1<' in page
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "?messages__status__exact=interrupted",
+        "?messages__stop_reason__exact=user_stop",
+        "?q=Half+an",
+    ],
+)
+def test_admin_filters_and_searches(
+    client: Client, staff: User, transcript: Conversation, query: str
+) -> None:
+    client.force_login(staff)
+    page = client.get(reverse("admin:chat_conversation_changelist") + query).content.decode()
+    assert "Test chat" in page
+
+
+def test_admin_transcript_shows_marker_and_estimated_tokens(
+    client: Client, staff: User, transcript: Conversation
+) -> None:
+    client.force_login(staff)
+    page = client.get(
+        reverse("admin:chat_conversation_change", args=[transcript.pk])
+    ).content.decode()
+    assert "Half an answer" in page and "[Interrupted]" in page
+    assert "~4 (estimated)" in page
+
+
+def test_admin_is_staff_only(client: Client, user: User) -> None:
+    client.force_login(user)
+    response = client.get(reverse("admin:chat_conversation_changelist"))
+    assert response.status_code == 302 and "/admin/login/" in response["Location"]
