@@ -389,3 +389,32 @@ async def test_two_sockets_cannot_stream_two_replies_in_one_conversation(
     await first.send("stop")
     assert await first.finished(reply_id) == "interrupted"
     await asyncio.sleep(0)
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        ("drop_midstream", "The connection to Anthropic was lost mid-reply."),
+        ("stall", "Anthropic stopped sending (the stream stalled)."),
+    ],
+)
+async def test_dropped_or_stalled_stream_keeps_partial_with_a_clear_reason(
+    fake_anthropic: FakeAnthropicServer,
+    chat_socket: SocketFactory,
+    conversation: Conversation,
+    user: User,
+    settings: object,
+    error: str,
+    expected: str,
+) -> None:
+    settings.CHAT_STALL_TIMEOUT = 0.5  # type: ignore[attr-defined]
+    fake_anthropic.reset(FakeConfig(interval=0.005, deltas=20, error=error, error_after=4))
+    sock = await chat_socket(conversation, user)
+    await sock.send("send", "Hi")
+    _, reply_id = await sock.turn_started()
+    assert await sock.finished(reply_id) == "error"
+    reply = await Message.objects.aget(pk=reply_id)
+    assert reply.error == expected
+    assert reply.content == sock.text_sent(reply_id)
+    assert reply.content.startswith("Token 1 of 20.")
+    assert expected in sock.frames[-1] or any(expected in f for f in sock.frames[-3:])

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from typing import cast
 
 import anthropic
+import httpx2
 from django.conf import settings
 
 from .base import ChatTurn, ProviderError, StreamEnd, StreamEvent, StreamStart, TextDelta
@@ -20,25 +21,27 @@ from .base import ChatTurn, ProviderError, StreamEnd, StreamEvent, StreamStart, 
 # One client (one connection pool) per event loop and credentials: pooled connections belong
 # to the loop that opened them. This caches clients, never streams.
 _clients: weakref.WeakKeyDictionary[
-    asyncio.AbstractEventLoop, dict[tuple[str, str | None], anthropic.AsyncAnthropic]
+    asyncio.AbstractEventLoop, dict[tuple[str, str | None, int], anthropic.AsyncAnthropic]
 ] = weakref.WeakKeyDictionary()
 
 
 def _client(api_key: str, base_url: str | None) -> anthropic.AsyncAnthropic:
     per_loop = _clients.setdefault(asyncio.get_running_loop(), {})
-    key = (api_key, base_url)
+    key = (api_key, base_url, settings.CHAT_MAX_RETRIES)
     if key not in per_loop:
         per_loop[key] = anthropic.AsyncAnthropic(
-            api_key=api_key,
-            base_url=base_url,
-            timeout=settings.CHAT_STALL_TIMEOUT,
-            max_retries=settings.CHAT_MAX_RETRIES,
+            api_key=api_key, base_url=base_url, max_retries=settings.CHAT_MAX_RETRIES
         )
     return per_loop[key]
 
 
 def describe_error(exc: Exception) -> str:
     """A short, secret-free explanation of an SDK error, fit for the page."""
+    # Once a stream has started, transport failures reach us unwrapped, as httpx2 errors.
+    if isinstance(exc, httpx2.TimeoutException):
+        return "Anthropic stopped sending (the stream stalled)."
+    if isinstance(exc, httpx2.TransportError):
+        return "The connection to Anthropic was lost mid-reply."
     if isinstance(exc, anthropic.AuthenticationError):
         return "The Anthropic API key was rejected."
     if isinstance(exc, anthropic.RateLimitError):
@@ -78,6 +81,8 @@ class AnthropicProvider:
                 max_tokens=max_tokens,
                 messages=messages,
                 system=system or anthropic.omit,
+                # The read timeout is the stall detector: the longest silence accepted.
+                timeout=settings.CHAT_STALL_TIMEOUT,
             ) as stream:
                 async for event in stream:
                     if event.type == "message_start":
@@ -85,7 +90,7 @@ class AnthropicProvider:
                     elif event.type == "content_block_delta" and event.delta.type == "text_delta":
                         yield TextDelta(event.delta.text)
                 final = await stream.get_final_message()
-        except anthropic.APIError as exc:
+        except (anthropic.APIError, httpx2.TransportError) as exc:
             raise ProviderError(describe_error(exc)) from exc
         yield StreamEnd(
             stop_reason=final.stop_reason or "end_turn",

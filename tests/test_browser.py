@@ -1,0 +1,499 @@
+"""The chat page in a real Chromium, against the app served by daphne and a fake Anthropic.
+
+Why: Stop is a promise made across four parties -- keyboard and buttons, htmx's WebSocket
+extension, the consumer, and the model's HTTP stream. These tests press the real keys in a real
+browser and then check the two records that must agree with what the user saw: the app's
+database (``chat_message``) and the fake model's own log of when the app hung up on it.
+
+Needs /usr/bin/chromium and Playwright: skipped without them, failed without them under CI=true.
+No test here uses pytest-django's database; the live server's SQLite file is read directly.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from tests.fake_anthropic import FakeAnthropicControl, RequestRecord
+
+if TYPE_CHECKING:
+    from tests.live import LiveApp
+
+try:
+    from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+except ImportError as exc:  # pragma: no cover - depends on the machine
+    PLAYWRIGHT_MISSING: str | None = f"playwright cannot be imported ({exc})"
+else:
+    PLAYWRIGHT_MISSING = None
+
+CHROMIUM = Path("/usr/bin/chromium")
+LAUNCH_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+IN_CI = os.environ.get("CI", "").strip().lower() in {"true", "1"}
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SCREENSHOTS = REPO_ROOT / "docs" / "screenshots"
+WAIT_MS = 10_000
+
+_missing = PLAYWRIGHT_MISSING or (None if CHROMIUM.exists() else f"{CHROMIUM} is missing")
+if _missing:
+    if IN_CI:
+        pytest.fail(f"browser tests cannot run: {_missing} (CI=true, so this fails)", pytrace=False)
+    pytest.skip(
+        f"browser tests skipped: {_missing} (run `make browser` to install Chromium)",
+        allow_module_level=True,
+    )
+
+pytestmark = pytest.mark.browser
+pytest_plugins = ("tests.live",)  # the live_app and live_fake_anthropic fixtures
+
+HOSTILE = '<img src=x onerror="window.__xss=1"><script>window.__xss=2</script>'
+QUICK = "[[fake:deltas=4,interval=0.01]]"
+"""A directive for a reply that completes at once (the long default is 300 deltas)."""
+
+
+# --------------------------------------------------------------------------------------------
+# Fixtures
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Browser]:
+    """One headless Chromium for the module. Module-scoped on purpose: Playwright's sync API
+    owns an event loop while it runs, which must be gone before pytest-asyncio's tests run."""
+    expect.set_options(timeout=WAIT_MS)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def fake(live_app: LiveApp) -> FakeAnthropicControl:
+    """The fake model, back to its start-up config (300 deltas, 20 ms apart), no records."""
+    live_app.fake.restore()
+    return live_app.fake_control
+
+
+ContextFactory = Callable[..., BrowserContext]
+
+
+@pytest.fixture
+def new_context(chromium: Browser, live_app: LiveApp) -> Iterator[ContextFactory]:
+    """Open browser contexts whose pages must log no console error and throw no exception.
+
+    Checked after the test: any ``console.error`` or uncaught page error fails it.
+    """
+    contexts: list[BrowserContext] = []
+    problems: list[str] = []
+
+    def watch(page: Page) -> None:
+        def on_console(msg: Any) -> None:
+            # Chromium asks for /favicon.ico on its own; the app has none (a 404, not a bug
+            # of the page under test), so that one request is forgiven.
+            if msg.type == "error" and not msg.location.get("url", "").endswith("/favicon.ico"):
+                problems.append(f"console.error on {page.url}: {msg.text} @ {msg.location}")
+
+        page.on("console", on_console)
+        page.on("pageerror", lambda exc: problems.append(f"page error on {page.url}: {exc}"))
+
+    def factory(**options: Any) -> BrowserContext:
+        options.setdefault("viewport", {"width": 1280, "height": 800})
+        context = chromium.new_context(base_url=live_app.base_url, **options)
+        context.set_default_timeout(WAIT_MS)
+        context.on("page", watch)
+        contexts.append(context)
+        return context
+
+    yield factory
+    for context in contexts:
+        context.close()
+    assert not problems, "the page logged errors:\n" + "\n".join(problems)
+
+
+@pytest.fixture
+def page(new_context: ContextFactory) -> Page:
+    return new_context().new_page()
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers: what a user does, and what the records say
+# --------------------------------------------------------------------------------------------
+
+
+def sign_in(page: Page, app: LiveApp) -> None:
+    page.goto("/accounts/login/")
+    page.get_by_label("Username").fill(app.username)
+    page.get_by_label("Password").fill(app.password)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(re.compile(r"/conversations/$"))
+
+
+def new_chat(page: Page) -> str:
+    """Start a conversation from the list; its id, once the page's socket is open."""
+    page.locator("#new-chat").click()
+    page.wait_for_url(re.compile(r"/conversations/[0-9a-f-]{36}/$"))
+    expect(page.locator("#connection")).to_have_attribute("data-state", "open")
+    return page.url.rstrip("/").rsplit("/", 1)[-1]
+
+
+def article_ids(page: Page) -> list[str]:
+    return page.eval_on_selector_all("#messages > article", "els => els.map(e => e.id)")
+
+
+def send_with_enter(page: Page, text: str) -> tuple[int, int]:
+    """Type a message and press Enter; the ids of the user and assistant bubbles it adds."""
+    before = len(article_ids(page))
+    box = page.locator("#composer-input")
+    box.fill(text)
+    box.press("Enter")
+    expect(page.locator("#messages > article")).to_have_count(before + 2)
+    user_id, assistant_id = (int(i.removeprefix("msg-")) for i in article_ids(page)[-2:])
+    expect(page.locator(f"#msg-{user_id}")).to_have_class(re.compile(r"\bmsg--user\b"))
+    expect(page.locator(f"#msg-{assistant_id}")).to_have_class(re.compile(r"\bmsg--assistant\b"))
+    return user_id, assistant_id
+
+
+def body(page: Page, message_id: int) -> str:
+    """The bubble's text exactly as in the DOM (no trimming, unlike inner_text)."""
+    return page.locator(f"#msg-{message_id}-body").text_content() or ""
+
+
+def watch_text_grow(page: Page, message_id: int, observations: int = 2) -> list[str]:
+    """Poll the bubble until its text was seen non-empty and growing ``observations`` times.
+
+    Each observation extends the previous one: the reply arrives in pieces, in order.
+    """
+    seen: list[str] = []
+    deadline = time.monotonic() + WAIT_MS / 1000
+    while len(seen) < observations:
+        assert time.monotonic() < deadline, f"text did not grow in pieces: {seen!r}"
+        text = body(page, message_id)
+        if text and (not seen or text != seen[-1]):
+            assert not seen or text.startswith(seen[-1]), "the text was rewritten, not extended"
+            seen.append(text)
+        page.wait_for_timeout(15)
+    return seen
+
+
+def expect_streaming(page: Page, message_id: int) -> None:
+    expect(page.locator(f"#msg-{message_id}")).to_have_class(re.compile(r"\bmsg--streaming\b"))
+    expect(page.locator("#composer-actions")).to_have_attribute("data-streaming", "true")
+
+
+def expect_interrupted(page: Page, message_id: int) -> None:
+    bubble = page.locator(f"#msg-{message_id}")
+    expect(bubble).to_have_class(re.compile(r"\bmsg--interrupted\b"))
+    expect(bubble.locator(".marker")).to_have_text("[Interrupted]")
+    expect(page.locator("#composer-actions")).to_have_attribute("data-streaming", "false")
+    expect(page.locator("#stop-button")).to_have_count(0)
+    expect(page.locator("#send-button")).to_have_text("Send")
+
+
+def expect_complete(page: Page, message_id: int) -> None:
+    expect(page.locator(f"#msg-{message_id}")).to_have_class(re.compile(r"\bmsg--complete\b"))
+    expect(page.locator("#composer-actions")).to_have_attribute("data-streaming", "false")
+
+
+def db_message(app: LiveApp, message_id: int) -> dict[str, Any]:
+    rows = app.query(
+        "SELECT id, role, status, stop_reason, content FROM chat_message WHERE id = ?",
+        (message_id,),
+    )
+    assert rows, f"message {message_id} is not in the database"
+    return rows[0]
+
+
+def last_user_text(record: RequestRecord) -> str:
+    content = record.body["messages"][-1]["content"]
+    if isinstance(content, list):
+        return "".join(block.get("text", "") for block in content)
+    return content
+
+
+def upstream_request(fake: FakeAnthropicControl, marker: str, **until: Any) -> RequestRecord:
+    """The fake's record of the request whose last user message contains ``marker``.
+
+    ``until`` waits (up to 5 s) for attributes to reach values, e.g. ``finished=True``.
+    """
+    deadline = time.monotonic() + 5
+    while True:
+        matches = [r for r in fake.requests() if marker in last_user_text(r)]
+        assert len(matches) <= 1, f"{len(matches)} upstream requests for {marker!r}"
+        if matches and all(getattr(matches[0], k) == v for k, v in until.items()):
+            return matches[0]
+        assert time.monotonic() < deadline, f"no upstream request for {marker!r} with {until}"
+        time.sleep(0.05)
+
+
+def assert_upstream_cut(fake: FakeAnthropicControl, marker: str, shown: str) -> RequestRecord:
+    """The model's side saw the app hang up mid-reply, after sending at least what was shown."""
+    record = upstream_request(fake, marker, finished=True)
+    assert record.disconnected_at is not None, f"the app never hung up: {record.outcome}"
+    assert not record.completed
+    assert record.outcome == "client_disconnected"
+    assert record.deltas_written < record.deltas_planned
+    assert record.text_written.startswith(shown)
+    return record
+
+
+# --------------------------------------------------------------------------------------------
+# Tests
+# --------------------------------------------------------------------------------------------
+
+
+def test_stop_button_cuts_the_streaming_reply_and_saves_exactly_what_was_shown(
+    page: Page,
+    live_app: LiveApp,
+    fake: FakeAnthropicControl,
+) -> None:
+    sign_in(page, live_app)
+    conversation = new_chat(page)
+
+    _, reply = send_with_enter(page, "Count slowly for me, please. (stop-button)")
+    expect_streaming(page, reply)
+    expect(page.locator("#stop-button")).to_have_text("Stop")
+    expect(page.locator("#send-button")).to_have_text("Stop & Send")
+    pieces = watch_text_grow(page, reply, observations=2)
+    assert len(pieces[0]) < len(pieces[1])
+
+    page.locator("#stop-button").click()
+    expect_interrupted(page, reply)
+    shown = body(page, reply)
+    assert shown.startswith(pieces[-1])
+
+    saved = db_message(live_app, reply)
+    assert (saved["role"], saved["status"], saved["stop_reason"]) == (
+        "assistant",
+        "interrupted",
+        "user_stop",
+    )
+    assert saved["content"] == shown
+    assert_upstream_cut(fake, "(stop-button)", shown)
+
+    # The conversation goes on: the next message gets a whole reply.
+    _, second = send_with_enter(page, f"{QUICK} And now a short one.")
+    expect_complete(page, second)
+    assert db_message(live_app, second)["status"] == "complete"
+    assert body(page, second) == db_message(live_app, second)["content"] != ""
+    assert upstream_request(fake, "And now a short one.", finished=True).completed
+    assert [m["status"] for m in live_app.messages(conversation)] == [
+        "complete",
+        "interrupted",
+        "complete",
+        "complete",
+    ]
+
+
+def _stop_and_send(page: Page, app: LiveApp, fake: FakeAnthropicControl, *, how: str) -> None:
+    """Type while a reply streams, then Stop & Send (with Enter or the button)."""
+    sign_in(page, app)
+    conversation = new_chat(page)
+    first_user, first_reply = send_with_enter(page, f"Tell me everything. (first, {how})")
+    expect_streaming(page, first_reply)
+    watch_text_grow(page, first_reply, observations=1)
+
+    box = page.locator("#composer-input")
+    box.press_sequentially(f"{QUICK} Actually, just a summary. (second, {how})")
+    expect(page.locator("#send-button")).to_have_text("Stop & Send")
+    if how == "enter":
+        box.press("Enter")
+    else:
+        page.locator("#send-button").click()
+
+    expect(page.locator("#messages > article")).to_have_count(4)
+    expect_interrupted(page, first_reply)
+    ids = [int(i.removeprefix("msg-")) for i in article_ids(page)]
+    assert ids[:2] == [first_user, first_reply]
+    second_user, second_reply = ids[2:]
+    expect(page.locator(f"#msg-{second_user}")).to_have_class(re.compile(r"\bmsg--user\b"))
+    expect(page.locator(f"#msg-{second_user}-body")).to_contain_text("Actually, just a summary.")
+    expect_complete(page, second_reply)
+    expect(box).to_have_value("")
+
+    rows = app.messages(conversation)
+    assert [m["id"] for m in rows] == ids
+    assert [(m["role"], m["status"]) for m in rows] == [
+        ("user", "complete"),
+        ("assistant", "interrupted"),
+        ("user", "complete"),
+        ("assistant", "complete"),
+    ]
+    assert rows[1]["stop_reason"] == "user_stop"
+    assert rows[1]["content"] == body(page, first_reply)
+    assert_upstream_cut(fake, f"(first, {how})", rows[1]["content"])
+    assert upstream_request(fake, f"(second, {how})", finished=True).completed
+
+
+def test_enter_while_streaming_stops_the_reply_and_sends_the_new_message_after_it(
+    page: Page,
+    live_app: LiveApp,
+    fake: FakeAnthropicControl,
+) -> None:
+    _stop_and_send(page, live_app, fake, how="enter")
+
+
+def test_stop_and_send_button_stops_the_reply_and_sends_the_new_message_after_it(
+    page: Page,
+    live_app: LiveApp,
+    fake: FakeAnthropicControl,
+) -> None:
+    _stop_and_send(page, live_app, fake, how="button")
+
+
+def test_escape_stops_the_streaming_reply(
+    page: Page,
+    live_app: LiveApp,
+    fake: FakeAnthropicControl,
+) -> None:
+    sign_in(page, live_app)
+    new_chat(page)
+    _, reply = send_with_enter(page, "Go on and on. (escape)")
+    expect_streaming(page, reply)
+    watch_text_grow(page, reply, observations=1)
+
+    page.keyboard.press("Escape")
+    expect_interrupted(page, reply)
+    saved = db_message(live_app, reply)
+    assert (saved["status"], saved["stop_reason"]) == ("interrupted", "user_stop")
+    assert saved["content"] == body(page, reply) != ""
+    assert_upstream_cut(fake, "(escape)", saved["content"])
+
+
+def test_stop_before_the_first_token_leaves_an_empty_interrupted_reply(
+    page: Page,
+    live_app: LiveApp,
+    fake: FakeAnthropicControl,
+) -> None:
+    sign_in(page, live_app)
+    new_chat(page)
+    _, reply = send_with_enter(page, "[[fake:first_delay=5]] Think hard first. (before-first)")
+    expect_streaming(page, reply)
+    # The model has the request and is "thinking": nothing has been streamed yet.
+    record = upstream_request(fake, "(before-first)")
+    assert record.deltas_written == 0
+
+    page.locator("#stop-button").click()
+    expect_interrupted(page, reply)
+    assert body(page, reply) == ""
+    saved = db_message(live_app, reply)
+    assert (saved["status"], saved["stop_reason"], saved["content"]) == (
+        "interrupted",
+        "user_stop",
+        "",
+    )
+    record = assert_upstream_cut(fake, "(before-first)", "")
+    assert record.deltas_written == 0
+    # Well before the 5 s the model would have taken to say anything.
+    assert record.disconnected_at - record.started_at < 4
+
+
+def test_hostile_model_output_is_shown_as_literal_text_and_never_runs(
+    page: Page,
+    live_app: LiveApp,
+    fake: FakeAnthropicControl,
+) -> None:
+    fake.set_config(text=HOSTILE, deltas=10, interval=0.01)
+    sign_in(page, live_app)
+    new_chat(page)
+    user, reply = send_with_enter(page, HOSTILE)
+    expect_complete(page, reply)
+
+    assert body(page, reply) == HOSTILE
+    assert body(page, user) == HOSTILE
+    assert db_message(live_app, reply)["content"] == HOSTILE
+    assert page.locator("#messages img, #messages script").count() == 0
+    # An injected <img src=x> would fail to load and run onerror within a few milliseconds.
+    page.wait_for_timeout(300)
+    assert page.evaluate("typeof window.__xss") == "undefined"
+
+
+def test_conversation_screenshots_in_light_dark_and_mobile(
+    page: Page,
+    new_context: ContextFactory,
+    live_app: LiveApp,
+    fake: FakeAnthropicControl,
+) -> None:
+    """Not a pixel test: it renders docs/screenshots/ for people to look at, and checks the
+    layout basics a screenshot would show broken (no sideways scroll, buttons on screen)."""
+    sign_in(page, live_app)
+    conversation = new_chat(page)
+
+    fake.set_config(
+        text="How about Miso? It is short, warm, and easy to call across a room.",
+        deltas=12,
+        interval=0.01,
+    )
+    _, reply = send_with_enter(page, "What is a good name for a grey cat?")
+    expect_complete(page, reply)
+
+    fake.set_config(
+        text=(
+            "Once upon a time, a small boat left a harbour at dawn. The sea was glassy and the "
+            "gulls were loud. The fisherman who sailed it had one rule: never argue with the "
+            "tide. By noon the wind had turned, the clouds had gathered in the west, and he "
+            "began to wonder whether the rule had ever been enough."
+        ),
+        deltas=300,
+        interval=0.02,
+    )
+    _, reply = send_with_enter(page, "Tell me a long story about the sea.")
+    deadline = time.monotonic() + WAIT_MS / 1000
+    while len(body(page, reply)) < 120:
+        assert time.monotonic() < deadline, "the story did not stream"
+        page.wait_for_timeout(20)
+    page.locator("#stop-button").click()
+    expect_interrupted(page, reply)
+
+    fake.set_config(
+        text="The sea was calm, the boat was small, and Miso the cat was not impressed.",
+        deltas=12,
+        interval=0.01,
+    )
+    _, reply = send_with_enter(page, "Shorter, please.")
+    expect_complete(page, reply)
+    statuses = [m["status"] for m in live_app.messages(conversation)]
+    assert statuses == ["complete"] * 3 + ["interrupted"] + ["complete"] * 2
+
+    state = page.context.storage_state()
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    shots = {
+        "conversation-light.png": {"viewport": {"width": 1280, "height": 800}},
+        "conversation-dark.png": {
+            "viewport": {"width": 1280, "height": 800},
+            "color_scheme": "dark",
+        },
+        "conversation-mobile.png": {
+            "viewport": {"width": 390, "height": 844},
+            "device_scale_factor": 2,
+            "is_mobile": True,
+            "has_touch": True,
+        },
+    }
+    for name, options in shots.items():
+        view = new_context(storage_state=state, **options).new_page()
+        view.goto(f"/conversations/{conversation}/")
+        expect(view.locator("#connection")).to_have_attribute("data-state", "open")
+        expect(view.locator("#messages > article")).to_have_count(6)
+        expect(view.locator("#messages .marker")).to_have_text("[Interrupted]")
+        width = options["viewport"]["width"]
+        assert view.evaluate("document.documentElement.scrollWidth") <= width, name
+        for button in ("#send-button", "#composer-input"):
+            box = view.locator(button).bounding_box()
+            assert box is not None
+            assert box["x"] >= 0 and box["x"] + box["width"] <= width, (name, button)
+        path = SCREENSHOTS / name
+        view.screenshot(path=str(path), full_page=True)
+        assert path.stat().st_size > 10_000, f"{name} looks empty"
