@@ -15,6 +15,7 @@ pending when Stop arrives was never shown, so it is dropped, not saved.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -179,7 +180,11 @@ class Reply:
     async def _pump(self, upstream: asyncio.Task[None]) -> None:
         last_checkpoint = time.monotonic()
         while True:
-            await self._wake.wait()
+            # Woken by text, by the end of the stream, or by the checkpoint timer: a reply
+            # waiting long for its first token still beats its heartbeat.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._checkpoint_interval):
+                    await self._wake.wait()
             self._wake.clear()
             if self._stop_reason is not None:
                 return  # a pending batch was never shown: it is dropped with the stop

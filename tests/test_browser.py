@@ -188,6 +188,15 @@ def watch_text_grow(page: Page, message_id: int, observations: int = 2) -> list[
     return seen
 
 
+def wait_for_text(page: Page, message_id: int, min_chars: int) -> str:
+    """Wait until the streaming bubble shows at least ``min_chars`` characters."""
+    deadline = time.monotonic() + WAIT_MS / 1000
+    while len(text := body(page, message_id)) < min_chars:
+        assert time.monotonic() < deadline, f"only {len(text)} characters arrived"
+        page.wait_for_timeout(20)
+    return text
+
+
 def expect_streaming(page: Page, message_id: int) -> None:
     expect(page.locator(f"#msg-{message_id}")).to_have_class(re.compile(r"\bmsg--streaming\b"))
     expect(page.locator("#composer-actions")).to_have_attribute("data-streaming", "true")
@@ -450,10 +459,7 @@ def test_conversation_screenshots_in_light_dark_and_mobile(
         interval=0.02,
     )
     _, reply = send_with_enter(page, "Tell me a long story about the sea.")
-    deadline = time.monotonic() + WAIT_MS / 1000
-    while len(body(page, reply)) < 120:
-        assert time.monotonic() < deadline, "the story did not stream"
-        page.wait_for_timeout(20)
+    wait_for_text(page, reply, min_chars=120)
     page.locator("#stop-button").click()
     expect_interrupted(page, reply)
 
@@ -482,8 +488,9 @@ def test_conversation_screenshots_in_light_dark_and_mobile(
             "has_touch": True,
         },
     }
+    views: dict[str, Page] = {}
     for name, options in shots.items():
-        view = new_context(storage_state=state, **options).new_page()
+        view = views[name] = new_context(storage_state=state, **options).new_page()
         view.goto(f"/conversations/{conversation}/")
         expect(view.locator("#connection")).to_have_attribute("data-state", "open")
         expect(view.locator("#messages > article")).to_have_count(6)
@@ -497,3 +504,23 @@ def test_conversation_screenshots_in_light_dark_and_mobile(
         path = SCREENSHOTS / name
         view.screenshot(path=str(path), full_page=True)
         assert path.stat().st_size > 10_000, f"{name} looks empty"
+
+    # The same views while a reply streams: the Stop buttons are what this app is about.
+    fake.set_config(
+        text="Waves fold over each other, grey on grey, and the horizon keeps its distance. " * 4,
+        deltas=300,
+        interval=0.02,
+    )
+    for name, view in views.items():
+        _, reply = send_with_enter(view, "And what happened next?")
+        expect_streaming(view, reply)
+        wait_for_text(view, reply, min_chars=60)
+        width = shots[name]["viewport"]["width"]
+        for button in ("#stop-button", "#send-button"):
+            box = view.locator(button).bounding_box()
+            assert box is not None
+            assert box["x"] >= 0 and box["x"] + box["width"] <= width, (name, button)
+        path = SCREENSHOTS / name.replace(".png", "-streaming.png")
+        view.screenshot(path=str(path), full_page=True)
+        view.keyboard.press("Escape")
+        expect_interrupted(view, reply)

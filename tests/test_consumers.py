@@ -418,3 +418,29 @@ async def test_dropped_or_stalled_stream_keeps_partial_with_a_clear_reason(
     assert reply.content == sock.text_sent(reply_id)
     assert reply.content.startswith("Token 1 of 20.")
     assert expected in sock.frames[-1] or any(expected in f for f in sock.frames[-3:])
+
+
+async def test_streaming_reply_is_checkpointed_on_a_timer_even_before_its_first_token(
+    fake_anthropic: FakeAnthropicServer,
+    chat_socket: SocketFactory,
+    conversation: Conversation,
+    user: User,
+    settings: object,
+) -> None:
+    settings.CHAT_CHECKPOINT_INTERVAL = 0.2  # type: ignore[attr-defined]
+    fake_anthropic.reset(FakeConfig(first_delay=0.7, interval=0.02, deltas=300))
+    sock = await chat_socket(conversation, user)
+    await sock.send("send", "Hi")
+    _, reply_id = await sock.turn_started()
+    started = (await Message.objects.aget(pk=reply_id)).heartbeat_at
+    await asyncio.sleep(0.5)  # no token yet: only the timer can have beaten the heartbeat
+    before_first_token = await Message.objects.aget(pk=reply_id)
+    assert before_first_token.heartbeat_at > started
+    await sock.until(rf'id="msg-{reply_id}-body" hx-swap-oob="beforeend"')
+    await asyncio.sleep(0.5)
+    checkpoint = await Message.objects.aget(pk=reply_id)
+    assert checkpoint.status == "streaming" and checkpoint.content
+    await sock.send("stop")
+    assert await sock.finished(reply_id) == "interrupted"
+    # A checkpoint holds only text already sent to the browser.
+    assert sock.text_sent(reply_id).startswith(checkpoint.content)
