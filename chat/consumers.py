@@ -1,12 +1,18 @@
 """The chat WebSocket: transport only.
 
 It parses frames, checks ownership, hands turns to `chat.generation`, and forwards the reply's
-events to the browser as HTML fragments. The reply it started belongs to this connection and
-runs in its own tasks, so a Stop frame is read while the reply streams.
+events to the browser as HTML fragments. A reply belongs to the socket that started it and runs
+in its own tasks, so a Stop frame is read while the reply streams.
+
+Every socket on a conversation joins the conversation's group (see chat/control.py). The owner
+of a reply sends its frames straight to its own socket and, once it knows other tabs are open,
+fans them out to the group; a tab that joins mid-reply is sent a snapshot of the text so far.
+Stops from other tabs, HTTP endpoints and other processes arrive as `chat.stop` group events.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -15,9 +21,9 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from . import fragments, selectors
+from . import control, fragments, selectors
 from .frames import ClientFrame, FrameError, parse_client_frame
-from .generation import Reply, ReplyEvent, start_turn
+from .generation import Reply, ReplyEvent, ReplyFinished, TextBatch, start_turn
 from .models import Conversation, Message
 from .services import ReplyAlreadyStreaming
 
@@ -27,6 +33,8 @@ logger = logging.getLogger(__name__)
 class ChatConsumer(AsyncWebsocketConsumer):
     conversation: Conversation
     reply: Reply | None = None
+    # Another socket on this conversation has announced itself: fan frames out to the group.
+    peers: bool = False
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels awaits close_old_connections() on Django's one thread-sensitive worker
@@ -49,24 +57,49 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.close()
             return
         self.conversation = conversation
+        self._fanout = asyncio.Lock()
+        self._fanned_out: list[str] = []  # the current reply's text accounted for in the group
         await self.accept()
+        try:
+            await self.channel_layer.group_add(
+                control.group_name(conversation.pk), self.channel_name
+            )
+            await control.group_send(
+                conversation.pk, {"type": "chat.hello", "sender": self.channel_name}
+            )
+        except Exception:
+            logger.warning("conversation %s: the channel layer is unreachable", conversation.pk)
+            await self._notice(
+                "Live updates from other tabs are unavailable (the message bus is unreachable).",
+                level="error",
+            )
+        # The page may predate the end of the last reply (a reload races the old socket's
+        # save): show its true state. Re-sending a final form the page already has is harmless.
+        latest = await database_sync_to_async(selectors.latest_reply)(conversation=conversation)
+        if latest is not None and latest.status != Message.Status.STREAMING:
+            await self.send(text_data=fragments.for_event(ReplyFinished(message=latest)))
 
     async def disconnect(self, code: int) -> None:
         if self._streaming():
             assert self.reply is not None
             self.reply.stop(Message.StopReason.DISCONNECT)
             await self.reply.wait()
+        if hasattr(self, "conversation"):
+            try:
+                await self.channel_layer.group_discard(
+                    control.group_name(self.conversation.pk), self.channel_name
+                )
+            except Exception:
+                logger.debug("group_discard failed: the channel layer is unreachable")
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if text_data is None:
-            await self.send(
-                text_data=fragments.notice("Binary frames are not accepted.", level="error")
-            )
+            await self._notice("Binary frames are not accepted.", level="error")
             return
         try:
             frame = parse_client_frame(text_data, max_message_chars=settings.CHAT_MAX_MESSAGE_CHARS)
         except FrameError as exc:
-            await self.send(text_data=fragments.notice(str(exc), level="error"))
+            await self._notice(str(exc), level="error")
             return
         if frame.action == "stop":
             await self._stop()
@@ -75,54 +108,123 @@ class ChatConsumer(AsyncWebsocketConsumer):
         else:
             await self._send(frame)
 
-    # --- actions --------------------------------------------------------------------------
+    # --- actions from this socket --------------------------------------------------------
 
     def _streaming(self) -> bool:
         return self.reply is not None and not self.reply.done
 
-    async def _stop(self) -> None:
-        if not self._streaming():
-            await self.send(
-                text_data=fragments.notice("Nothing is streaming, so there is nothing to stop.")
-            )
-            return
+    async def _stop_own(self, reason: str) -> Message:
         assert self.reply is not None
-        self.reply.stop(Message.StopReason.USER_STOP)
-        await self.reply.wait()
+        self.reply.stop(reason)
+        return await self.reply.wait()
+
+    async def _stop(self) -> None:
+        if self._streaming():
+            await self._stop_own(Message.StopReason.USER_STOP)
+            return
+        # The reply (if any) belongs to another tab or process: ask it through the layer.
+        result = await control.request_stop(self.conversation.pk)
+        if result.outcome != "stopped":
+            await self._notice(
+                result.text, level="error" if result.outcome == "unavailable" else "info"
+            )
 
     async def _stop_and_send(self, frame: ClientFrame) -> None:
         # One server step: the partial is saved before the new user message, so the order holds.
         if self._streaming():
-            assert self.reply is not None
-            self.reply.stop(Message.StopReason.USER_STOP)
-            await self.reply.wait()
+            await self._stop_own(Message.StopReason.USER_STOP)
+        elif frame.message:
+            result = await control.request_stop(self.conversation.pk)
+            if result.outcome == "unavailable":
+                await self._notice(
+                    result.text + " Your message is still in the box.", level="error"
+                )
+                return
         if frame.message:
             await self._start(frame.message)
 
     async def _send(self, frame: ClientFrame) -> None:
         if self._streaming():
-            await self.send(
-                text_data=fragments.notice(
-                    "A reply is still streaming: press Stop & Send to stop it and send this.",
-                    level="error",
-                )
+            await self._notice(
+                "A reply is still streaming: press Stop & Send to stop it and send this.",
+                level="error",
             )
             return
         await self._start(frame.message)
 
     async def _start(self, text: str) -> None:
+        self._fanned_out = []
         try:
             self.reply = await start_turn(
                 conversation=self.conversation, text=text, sink=self._deliver
             )
         except ReplyAlreadyStreaming:
-            await self.send(
-                text_data=fragments.notice(
-                    "A reply is already streaming in this conversation (in another tab?). "
-                    "Stop it first; your message is still in the box.",
-                    level="error",
-                )
+            await self._notice(
+                "A reply is already streaming in this conversation (in another tab?). "
+                "Press Stop & Send to stop it and send this; your message is still in the box.",
+                level="error",
             )
 
     async def _deliver(self, event: ReplyEvent) -> None:
+        """The reply's sink: this socket first, then the other tabs when there are any."""
         await self.send(text_data=fragments.for_event(event))
+        async with self._fanout:
+            if isinstance(event, TextBatch):
+                self._fanned_out.append(event.text)
+            # The final form always goes out: a tab reloaded mid-reply is in the group before
+            # the old socket's disconnect has saved the reply, but has not said hello yet.
+            if self.peers or isinstance(event, ReplyFinished):
+                await self._fan_out(fragments.for_event(event, for_owner=False))
+            if isinstance(event, ReplyFinished):
+                self._fanned_out = []
+
+    async def _fan_out(self, html: str) -> None:
+        try:
+            await control.group_send(
+                self.conversation.pk,
+                {"type": "chat.fragment", "html": html, "sender": self.channel_name},
+            )
+        except control.LayerUnavailable:
+            logger.warning("conversation %s: could not update other tabs", self.conversation.pk)
+
+    async def _notice(self, text: str, *, level: str = "info") -> None:
+        await self.send(text_data=fragments.notice(text, level=level))
+
+    # --- group events (other tabs, HTTP endpoints, other processes) ------------------------
+
+    async def chat_hello(self, event: dict[str, Any]) -> None:
+        if event["sender"] == self.channel_name:
+            return
+        async with self._fanout:
+            self.peers = True
+            await self.channel_layer.send(
+                event["sender"], {"type": "chat.here", "sender": self.channel_name}
+            )
+            if self._streaming():
+                assert self.reply is not None
+                # Everything fanned out from now on reaches the newcomer after this snapshot.
+                html = fragments.snapshot(self.reply.message, "".join(self._fanned_out))
+                await self.channel_layer.send(
+                    event["sender"], {"type": "chat.fragment", "html": html, "sender": ""}
+                )
+
+    async def chat_here(self, event: dict[str, Any]) -> None:
+        self.peers = True
+
+    async def chat_fragment(self, event: dict[str, Any]) -> None:
+        if event["sender"] != self.channel_name:
+            await self.send(text_data=event["html"])
+
+    async def chat_stop(self, event: dict[str, Any]) -> None:
+        if not self._streaming():
+            return  # not the owner: the owner (or nobody, for an orphan) answers
+        message = await self._stop_own(event.get("reason") or Message.StopReason.USER_STOP)
+        await self.channel_layer.send(
+            event["reply_channel"],
+            {
+                "type": "stop.answer",
+                "outcome": "stopped",
+                "message_id": message.pk,
+                "chars": len(message.content),
+            },
+        )

@@ -6,14 +6,19 @@ partial and its context.
 
 from __future__ import annotations
 
+import copy
+
 from django.template.loader import render_to_string
 
 from .generation import ReplyEvent, ReplyFinished, TextBatch, TurnStarted
+from .models import Message
 
 FRAMES = "chat/frames.html"
 
 
-def for_event(event: ReplyEvent) -> str:
+def for_event(event: ReplyEvent, *, for_owner: bool = True) -> str:
+    """The frame for one reply event. Other tabs get the same, except that starting a turn
+    does not empty their composer (they may hold a draft of their own)."""
     if isinstance(event, TextBatch):
         return render_to_string(
             f"{FRAMES}#text_batch", {"message_id": event.message_id, "text": event.text}
@@ -21,7 +26,11 @@ def for_event(event: ReplyEvent) -> str:
     if isinstance(event, TurnStarted):
         return render_to_string(
             f"{FRAMES}#turn_started",
-            {"user_message": event.user_message, "assistant_message": event.assistant_message},
+            {
+                "user_message": event.user_message,
+                "assistant_message": event.assistant_message,
+                "for_owner": for_owner,
+            },
         )
     if isinstance(event, ReplyFinished):
         return render_to_string(f"{FRAMES}#reply_finished", {"message": event.message})
@@ -31,3 +40,10 @@ def for_event(event: ReplyEvent) -> str:
 def notice(text: str, *, level: str = "info") -> str:
     """A short message for the user in the page's notice area (errors included)."""
     return render_to_string(f"{FRAMES}#notice", {"text": text, "level": level})
+
+
+def snapshot(message: Message, text: str) -> str:
+    """A streaming reply as it stands, for a tab that joins mid-reply."""
+    shown = copy.copy(message)
+    shown.content = text
+    return render_to_string(f"{FRAMES}#snapshot", {"message": shown})

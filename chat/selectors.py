@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Literal
 
+from channels.db import database_sync_to_async
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import QuerySet
 
@@ -54,3 +55,40 @@ def history_for_model(*, conversation: Conversation, before_message_id: int) -> 
         else:
             turns.append(ChatTurn(role=role, content=text))
     return turns
+
+
+def streaming_message(*, conversation_id: uuid.UUID | str) -> Message | None:
+    return Message.objects.filter(
+        conversation_id=conversation_id, status=Message.Status.STREAMING
+    ).first()
+
+
+def streaming_conversation_ids(*, user_id: int) -> list[str]:
+    return [
+        str(cid)
+        for cid in Message.objects.filter(
+            conversation__user_id=user_id, status=Message.Status.STREAMING
+        ).values_list("conversation_id", flat=True)
+    ]
+
+
+def active_replies(*, user: AbstractBaseUser) -> list[Message]:
+    """The user's streaming replies, with their conversations, oldest first."""
+    return list(
+        Message.objects.filter(conversation__user_id=user.pk, status=Message.Status.STREAMING)
+        .select_related("conversation")
+        .order_by("created_at")
+    )
+
+
+# Async twins for async views (each one database hop, closing stale connections around it).
+aconversation_for_user = database_sync_to_async(conversation_for_user)
+aactive_replies = database_sync_to_async(active_replies)
+
+
+def latest_reply(*, conversation: Conversation) -> Message | None:
+    return (
+        Message.objects.filter(conversation=conversation, role=Message.Role.ASSISTANT)
+        .order_by("-id")
+        .first()
+    )

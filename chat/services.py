@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -96,3 +98,28 @@ def message_finalize(
         heartbeat_at=now,
     )
     return Message.objects.get(pk=message_id)
+
+
+def message_finalize_orphan(*, message_id: int) -> Message:
+    """Close a streaming reply whose owner is gone, keeping its last checkpointed text."""
+    now = timezone.now()
+    message = Message.objects.get(pk=message_id)
+    Message.objects.filter(pk=message_id, status=Message.Status.STREAMING).update(
+        status=Message.Status.INTERRUPTED,
+        stop_reason=Message.StopReason.SERVER_RESTART,
+        output_tokens=(len(message.content) + 3) // 4,
+        tokens_estimated=True,
+        finished_at=now,
+    )
+    return Message.objects.get(pk=message_id)
+
+
+def reap_orphans(*, older_than: timedelta) -> list[Message]:
+    """Finalise every streaming reply whose heartbeat is older than `older_than`.
+
+    A live reply beats its heartbeat every CHAT_CHECKPOINT_INTERVAL, so only replies whose
+    process died (or lost its database) are caught. Returns the messages it closed.
+    """
+    cutoff = timezone.now() - older_than
+    stale = Message.objects.filter(status=Message.Status.STREAMING, heartbeat_at__lt=cutoff)
+    return [message_finalize_orphan(message_id=pk) for pk in stale.values_list("pk", flat=True)]

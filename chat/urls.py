@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from . import views
+from . import views, views_control
 
 app_name = "chat"
 
@@ -11,6 +11,13 @@ urlpatterns = [
     path("signup/", views.signup, name="signup"),
     path("conversations/", views.conversation_list, name="conversation_list"),
     path("conversations/new/", views.conversation_create, name="conversation_create"),
+    path("conversations/stop/", views_control.conversation_stop_all, name="conversation_stop_all"),
+    path("conversations/active/", views_control.active_replies, name="active_replies"),
+    path(
+        "conversations/<uuid:conversation_id>/stop/",
+        views_control.conversation_stop,
+        name="conversation_stop",
+    ),
     path(
         "conversations/<uuid:conversation_id>/",
         views.conversation_detail,

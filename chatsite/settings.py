@@ -145,6 +145,13 @@ CHAT_BATCH_INTERVAL = float(os.environ.get("CHAT_BATCH_INTERVAL", "0.03"))
 CHAT_CHECKPOINT_INTERVAL = float(os.environ.get("CHAT_CHECKPOINT_INTERVAL", "2.0"))
 # Delay between words of the offline demo provider (about 40 tokens a second).
 CHAT_DEMO_TOKEN_DELAY = float(os.environ.get("CHAT_DEMO_TOKEN_DELAY", "0.025"))
+# How long a stop from elsewhere waits for the reply's owner to answer; silence means the
+# owner's process is gone and the reply is closed from its last checkpoint.
+CHAT_STOP_ANSWER_TIMEOUT = float(os.environ.get("CHAT_STOP_ANSWER_TIMEOUT", "2.0"))
+# A streaming reply whose heartbeat is older than this is an orphan for the reaper.
+CHAT_ORPHAN_AFTER = float(os.environ.get("CHAT_ORPHAN_AFTER", "10"))
+# How often each server process runs the reaper.
+CHAT_REAPER_INTERVAL = float(os.environ.get("CHAT_REAPER_INTERVAL", "30"))
 CHAT_MAX_MESSAGE_CHARS = int(os.environ.get("CHAT_MAX_MESSAGE_CHARS", "32000"))
 # Seconds without a byte from the provider before a reply fails as stalled.
 CHAT_STALL_TIMEOUT = float(os.environ.get("CHAT_STALL_TIMEOUT", "60"))

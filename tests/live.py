@@ -14,8 +14,10 @@ Building blocks (reusable, e.g. for two daphne processes sharing Redis/PostgreSQ
     with run_daphne(env, port=None, log_path=...) as server:   # DaphneProcess
         server.base_url ...
 
-Fixtures: ``live_fake_anthropic`` (session) and ``live_app`` (session, a ``LiveApp``).
-Import them into a test module: ``from tests.live import live_app, live_fake_anthropic``.
+Fixtures: ``live_fake_anthropic`` (session, a ``FakeProcess``) and ``live_app`` (session, a
+``LiveApp``). A test module gets them with ``pytest_plugins = ("tests.live",)`` (keep the
+``LiveApp`` import under ``TYPE_CHECKING`` so pytest can still assert-rewrite this module).
+``LiveApp.query`` reads SQLite; a PostgreSQL setup needs its own reader.
 """
 
 from __future__ import annotations
@@ -45,22 +47,10 @@ from tests.fake_anthropic import FakeAnthropicControl
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
-#: Environment variables the app reads; inherited values are dropped so a developer's shell
-#: (a real API key, a REDIS_URL, a DATABASE_URL) can never leak into a live test server.
-APP_ENV_KEYS = (
-    "DATABASE_URL",
-    "REDIS_URL",
-    "CHAT_PROVIDER",
-    "CHAT_MODEL",
-    "ANTHROPIC_API_KEY",
-    "ANTHROPIC_BASE_URL",
-    "ANTHROPIC_AUTH_TOKEN",
-    "DJANGO_DEBUG",
-    "DJANGO_ALLOWED_HOSTS",
-    "DJANGO_SECRET_KEY",
-    "DJANGO_CSRF_TRUSTED_ORIGINS",
-    "DJANGO_SETTINGS_MODULE",
-)
+#: The app's own knobs: inherited values are dropped so a developer's shell (a real API key, a
+#: REDIS_URL, a DATABASE_URL, a CHAT_* tuning) can never leak into a live test server.
+APP_ENV_PREFIXES = ("CHAT_", "DJANGO_", "ANTHROPIC_")
+APP_ENV_KEYS = frozenset({"DATABASE_URL", "REDIS_URL"})
 
 #: The fake's pace for the live server: 300 deltas 20 ms apart is a 6 s reply, long enough to
 #: type and press Stop in the middle of it, short enough that an unstopped one ends.
@@ -167,7 +157,11 @@ def app_env(
 ) -> dict[str, str]:
     """The environment for one app process: the inherited one minus the app's own knobs,
     plus these. ``extra`` adds or overrides anything (``REDIS_URL=...``, ``CHAT_MODEL=...``)."""
-    env = {k: v for k, v in os.environ.items() if k not in APP_ENV_KEYS}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in APP_ENV_KEYS and not k.startswith(APP_ENV_PREFIXES)
+    }
     no_proxy = ",".join(filter(None, [env.get("NO_PROXY", ""), "127.0.0.1,localhost"]))
     env |= {
         "DJANGO_SETTINGS_MODULE": "chatsite.settings",
@@ -404,7 +398,8 @@ def live_fake_anthropic() -> Iterator[FakeProcess]:
 def live_app(request: pytest.FixtureRequest, live_fake_anthropic: FakeProcess) -> Iterator[LiveApp]:
     """daphne serving the app on a free port, with its own SQLite file and one user.
 
-    If any test failed, daphne's log is written to the terminal at the end of the session.
+    If any test failed, daphne's log is written to the terminal at the end of the session and
+    the temp dir (database, log) is kept; ``LIVE_KEEP_TMP=1`` keeps it anyway.
     """
     tmp_dir = Path(tempfile.mkdtemp(prefix="stopchat-live-"))
     db_path = tmp_dir / "live.db"
@@ -436,5 +431,7 @@ def live_app(request: pytest.FixtureRequest, live_fake_anthropic: FakeProcess) -
                 reporter.write_line(text)
             else:
                 sys.stderr.write(text)
+        elif os.environ.get("LIVE_KEEP_TMP"):
+            sys.stderr.write(f"\nlive app files kept in {tmp_dir}\n")
         else:
             shutil.rmtree(tmp_dir, ignore_errors=True)

@@ -47,14 +47,16 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SCREENSHOTS = REPO_ROOT / "docs" / "screenshots"
 WAIT_MS = 10_000
 
-_missing = PLAYWRIGHT_MISSING or (None if CHROMIUM.exists() else f"{CHROMIUM} is missing")
+if PLAYWRIGHT_MISSING:
+    _missing = f"{PLAYWRIGHT_MISSING}; install the dev extras: pip install -e '.[dev]'"
+elif not CHROMIUM.exists():
+    _missing = f"{CHROMIUM} is missing; `make browser` installs it"
+else:
+    _missing = ""
 if _missing:
     if IN_CI:
-        pytest.fail(f"browser tests cannot run: {_missing} (CI=true, so this fails)", pytrace=False)
-    pytest.skip(
-        f"browser tests skipped: {_missing} (run `make browser` to install Chromium)",
-        allow_module_level=True,
-    )
+        pytest.fail(f"browser tests cannot run under CI=true: {_missing}", pytrace=False)
+    pytest.skip(f"browser tests skipped: {_missing}", allow_module_level=True)
 
 pytestmark = pytest.mark.browser
 pytest_plugins = ("tests.live",)  # the live_app and live_fake_anthropic fixtures
@@ -524,3 +526,27 @@ def test_conversation_screenshots_in_light_dark_and_mobile(
         view.screenshot(path=str(path), full_page=True)
         view.keyboard.press("Escape")
         expect_interrupted(view, reply)
+
+
+def test_reloading_during_a_reply_shows_its_saved_outcome_not_a_stuck_stream(
+    page: Page, live_app: LiveApp, fake: FakeAnthropicControl
+) -> None:
+    sign_in(page, live_app)
+    new_chat(page)
+    _, reply = send_with_enter(page, "Keep going. (reload)")
+    watch_text_grow(page, reply, observations=1)
+
+    page.reload()
+    expect(page.locator("#connection")).to_have_attribute("data-state", "open")
+    # Closing the old page's socket stops the reply; the database says so at once.
+    upstream_request(fake, "(reload)", finished=True)
+    saved = db_message(live_app, reply)
+    assert (saved["status"], saved["stop_reason"]) == ("interrupted", "disconnect")
+    # The reloaded page must come to agree with the database instead of streaming forever.
+    expect(page.locator(f"#msg-{reply}")).to_have_class(
+        re.compile(r"\bmsg--interrupted\b"), timeout=3000
+    )
+    expect(page.locator("#composer-actions")).to_have_attribute(
+        "data-streaming", "false", timeout=1000
+    )
+    assert body(page, reply) == saved["content"]

@@ -24,6 +24,28 @@
     }
   });
 
+  // With the socket down, Stop still works: the same stop goes through the HTTP endpoint.
+  // Capture phase, so this runs before htmx's ws-send handler on the button.
+  document.addEventListener("click", function (event) {
+    var button = event.target && event.target.closest ? event.target.closest("#stop-button") : null;
+    var chat = byId("chat");
+    var connection = byId("connection");
+    if (!button || !chat || (connection && connection.dataset.state === "open")) { return; }
+    event.preventDefault();
+    event.stopImmediatePropagation();
+    fetch(chat.dataset.stopUrl, {
+      method: "POST",
+      headers: { "X-CSRFToken": chat.dataset.csrf, "HX-Request": "true" },
+      credentials: "same-origin"
+    }).then(function (response) { return response.text(); }).then(function (html) {
+      var notice = byId("notice");
+      if (notice && window.htmx) { htmx.swap(notice, html, { swapStyle: "outerHTML" }); }
+    }).catch(function () {
+      var notice = byId("notice");
+      if (notice) { notice.textContent = "The stop could not be sent: the server is unreachable."; }
+    });
+  }, true);
+
   document.addEventListener("submit", function (event) {
     if (event.target && event.target.id === "composer") {
       event.preventDefault();

@@ -1,0 +1,133 @@
+"""Reaching a reply from anywhere: other tabs, HTTP endpoints, other processes.
+
+A reply belongs to the socket (consumer) that started it. Everything else reaches it through the
+channel layer: every socket on a conversation joins that conversation's group, and a stop is a
+group message the owner answers on a reply channel once the partial is saved. When nobody
+answers, the owner is gone (its process died) and the orphan is finalised here, from its last
+checkpoint. There is no registry of streams anywhere: the layer and the database are the truth.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from django.conf import settings
+
+from . import selectors, services
+from .models import Message
+
+logger = logging.getLogger(__name__)
+
+Outcome = Literal["stopped", "finished", "nothing", "orphan", "unavailable"]
+
+
+def group_name(conversation_id: uuid.UUID | str) -> str:
+    return f"conversation-{uuid.UUID(str(conversation_id)).hex}"
+
+
+class LayerUnavailable(Exception):
+    """The channel layer (Redis) cannot be reached: cross-process messages cannot be delivered."""
+
+
+async def group_send(conversation_id: uuid.UUID | str, event: dict[str, Any]) -> None:
+    layer = get_channel_layer()
+    assert layer is not None, "CHANNEL_LAYERS is not configured"
+    try:
+        await layer.group_send(group_name(conversation_id), event)
+    except (TimeoutError, OSError, ConnectionError) as exc:
+        raise LayerUnavailable(str(exc)) from exc
+    except Exception as exc:  # redis-py's own ConnectionError is not an OSError
+        if type(exc).__module__.startswith("redis"):
+            raise LayerUnavailable(str(exc)) from exc
+        raise
+
+
+@dataclass(frozen=True, slots=True)
+class StopResult:
+    outcome: Outcome
+    conversation_id: str
+    message_id: int | None = None
+    chars: int = 0
+
+    @property
+    def text(self) -> str:
+        """What to tell the user."""
+        if self.outcome == "stopped":
+            return f"Stopped. {self.chars:,} characters of the reply were saved."
+        if self.outcome == "orphan":
+            return (
+                "The server streaming that reply is gone; the reply was closed with the "
+                f"{self.chars:,} characters saved at its last checkpoint."
+            )
+        if self.outcome == "finished":
+            return "That reply had already finished."
+        if self.outcome == "unavailable":
+            return (
+                "The stop could not be delivered: the message bus (Redis) is unreachable. "
+                "Try again in a moment."
+            )
+        return "Nothing is streaming, so there is nothing to stop."
+
+
+async def request_stop(
+    conversation_id: uuid.UUID | str, *, reason: str = Message.StopReason.USER_STOP
+) -> StopResult:
+    """Stop the conversation's streaming reply wherever it runs, and say what happened.
+
+    Asks the owner through the layer and waits for its answer (sent after the partial is saved).
+    No answer within CHAT_STOP_ANSWER_TIMEOUT means the owner is gone: the reply is finalised
+    from its last checkpoint as interrupted / server_restart.
+    """
+    cid = str(conversation_id)
+    streaming = await database_sync_to_async(selectors.streaming_message)(conversation_id=cid)
+    if streaming is None:
+        return StopResult("nothing", cid)
+    layer = get_channel_layer()
+    assert layer is not None
+    try:
+        reply_channel = await layer.new_channel("stop-answer.")
+        await group_send(
+            cid, {"type": "chat.stop", "reason": reason, "reply_channel": reply_channel}
+        )
+        async with asyncio.timeout(settings.CHAT_STOP_ANSWER_TIMEOUT):
+            answer = await layer.receive(reply_channel)
+        return StopResult(
+            answer["outcome"], cid, message_id=answer["message_id"], chars=answer["chars"]
+        )
+    except LayerUnavailable:
+        logger.warning("stop for conversation %s: the channel layer is unreachable", cid)
+        return StopResult("unavailable", cid, message_id=streaming.pk)
+    except TimeoutError:
+        pass
+    message = await database_sync_to_async(services.message_finalize_orphan)(
+        message_id=streaming.pk
+    )
+    if message.stop_reason == Message.StopReason.SERVER_RESTART:
+        logger.warning("stop for conversation %s: no owner answered; orphan closed", cid)
+        await _show_final(cid, message)
+        return StopResult("orphan", cid, message_id=message.pk, chars=len(message.content))
+    return StopResult("finished", cid, message_id=message.pk, chars=len(message.content))
+
+
+async def request_stop_all(user_id: int) -> list[StopResult]:
+    """Stop every streaming reply of one user, concurrently."""
+    ids = await database_sync_to_async(selectors.streaming_conversation_ids)(user_id=user_id)
+    return list(await asyncio.gather(*(request_stop(cid) for cid in ids)))
+
+
+async def _show_final(conversation_id: str, message: Message) -> None:
+    """Show every open tab the final form of a reply closed without its owner."""
+    from . import fragments  # rendering stays out of this module's import-time graph
+    from .generation import ReplyFinished
+
+    html = fragments.for_event(ReplyFinished(message=message), for_owner=False)
+    try:
+        await group_send(conversation_id, {"type": "chat.fragment", "html": html, "sender": ""})
+    except LayerUnavailable:
+        logger.warning("conversation %s: could not show the closed orphan", conversation_id)

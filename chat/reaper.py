@@ -1,0 +1,72 @@
+"""Closes replies whose owner died: a process killed mid-reply leaves its message `streaming`.
+
+Each server process runs `reap_once()` when it starts serving and then every
+CHAT_REAPER_INTERVAL seconds; `manage.py reap_orphans` runs it by hand. A reply is an orphan when
+its heartbeat (beaten at every checkpoint) is older than CHAT_ORPHAN_AFTER, so several processes
+reaping at once never touch each other's live replies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+
+from . import services
+
+logger = logging.getLogger(__name__)
+
+# One reaper task per event loop (that is, per server process).
+_tasks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[None]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+async def reap_once(*, older_than: float | None = None) -> int:
+    age = settings.CHAT_ORPHAN_AFTER if older_than is None else older_than
+    closed = await database_sync_to_async(services.reap_orphans)(older_than=timedelta(seconds=age))
+    for message in closed:
+        logger.warning(
+            "reaper closed orphaned reply %s in conversation %s (%d chars kept)",
+            message.pk,
+            message.conversation_id,
+            len(message.content),
+        )
+    return len(closed)
+
+
+async def _run_forever() -> None:
+    while True:
+        try:
+            await reap_once()
+        except Exception:
+            logger.exception("the reaper failed; it will try again")
+        await asyncio.sleep(settings.CHAT_REAPER_INTERVAL)
+
+
+def ensure_running() -> None:
+    loop = asyncio.get_running_loop()
+    task = _tasks.get(loop)
+    if task is None or task.done():
+        _tasks[loop] = loop.create_task(_run_forever(), name="chat-reaper")
+
+
+ASGIApp = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
+
+
+class ReaperMiddleware:
+    """Starts this process's reaper with the first connection it serves."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] in {"http", "websocket"}:
+            ensure_running()
+        await self.app(scope, receive, send)
