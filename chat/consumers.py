@@ -216,8 +216,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.send(text_data=event["html"])
 
     async def chat_stop(self, event: dict[str, Any]) -> None:
-        if not self._streaming():
+        if not self._streaming() or self.reply is None:
             return  # not the owner: the owner (or nobody, for an orphan) answers
+        if self.reply.message.pk != event["message_id"]:
+            return  # a stop for a reply that has already ended, queued behind a newer one
         message = await self._stop_own(event.get("reason") or Message.StopReason.USER_STOP)
         await self.channel_layer.send(
             event["reply_channel"],

@@ -93,7 +93,14 @@ async def request_stop(
     try:
         reply_channel = await layer.new_channel("stop-answer.")
         await group_send(
-            cid, {"type": "chat.stop", "reason": reason, "reply_channel": reply_channel}
+            cid,
+            # Named by message: a stop queued behind a newer turn must not stop that turn.
+            {
+                "type": "chat.stop",
+                "message_id": streaming.pk,
+                "reason": reason,
+                "reply_channel": reply_channel,
+            },
         )
         async with asyncio.timeout(settings.CHAT_STOP_ANSWER_TIMEOUT):
             answer = await layer.receive(reply_channel)

@@ -46,9 +46,10 @@ INSTALLED_APPS = [
     "chat",
 ]
 
+# Every middleware here is async-capable, so requests never hop onto the database thread
+# (static files are served by chatsite/static_asgi.py, outside this chain).
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",

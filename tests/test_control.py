@@ -1,0 +1,224 @@
+"""Stop from anywhere (in one process): a second tab, the HTTP endpoints, orphans, the reaper."""
+
+from __future__ import annotations
+
+import html
+import re
+import time
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth.models import User
+from django.core.management import call_command
+from django.test import AsyncClient, Client
+from django.urls import reverse
+from django.utils import timezone
+
+from chat.models import Conversation, Message
+from tests.conftest import BATCH, SocketFactory
+from tests.fake_anthropic import FakeAnthropicServer, FakeConfig
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+SLOW = FakeConfig(interval=0.02, deltas=300)
+SNAPSHOT_BODY = re.compile(r'<div class="msg-body" id="msg-(\d+)-body"[^>]*>(.*?)</div>', re.DOTALL)
+
+
+async def signed_in(user: User) -> AsyncClient:
+    client = AsyncClient()
+    await client.aforce_login(user)
+    return client
+
+
+def seen_by_follower(frames: list[str], message_id: int) -> str:
+    """A following tab's text: the last snapshot of the bubble, then the batches after it."""
+    text = ""
+    for frame in frames:
+        for mid, body in SNAPSHOT_BODY.findall(frame):
+            if int(mid) == message_id and 'hx-swap-oob="true"' in frame:
+                text = html.unescape(body)
+        for mid, body in BATCH.findall(frame):
+            if int(mid) == message_id:
+                text += html.unescape(body)
+    return text
+
+
+async def test_second_tab_follows_the_reply_and_its_stop_closes_upstream(
+    fake_anthropic: FakeAnthropicServer,
+    chat_socket: SocketFactory,
+    conversation: Conversation,
+    user: User,
+) -> None:
+    fake_anthropic.reset(SLOW)
+    owner = await chat_socket(conversation, user)
+    await owner.send("send", "Tell me everything")
+    _, reply_id = await owner.turn_started()
+    record = await fake_anthropic.await_request()
+    await fake_anthropic.await_delta(record, 5)
+
+    follower = await chat_socket(conversation, user)  # opens mid-reply
+    await follower.until(rf'id="msg-{reply_id}-body" hx-swap-oob="beforeend"')  # live batches
+
+    stopped_at = time.monotonic()
+    await follower.send("stop")
+    assert await owner.finished(reply_id) == "interrupted"
+    assert await follower.finished(reply_id) == "interrupted"
+    assert await fake_anthropic.await_disconnect(record) - stopped_at < 0.1
+    assert record.deltas_after(stopped_at) <= 1
+
+    saved = await Message.objects.aget(pk=reply_id)
+    assert saved.stop_reason == Message.StopReason.USER_STOP
+    assert saved.content == owner.text_sent(reply_id)
+    assert seen_by_follower(follower.frames, reply_id) == saved.content
+    # Both tabs are ready: the follower can send the next message itself.
+    fake_anthropic.update_config(interval=0.001, deltas=3)
+    await follower.send("send", "Next")
+    _, next_id = await follower.turn_started()
+    assert await follower.finished(next_id) == "complete"
+
+
+async def test_stop_and_send_from_the_second_tab_keeps_the_order(
+    fake_anthropic: FakeAnthropicServer,
+    chat_socket: SocketFactory,
+    conversation: Conversation,
+    user: User,
+) -> None:
+    fake_anthropic.reset(SLOW)
+    owner = await chat_socket(conversation, user)
+    follower = await chat_socket(conversation, user)
+    await owner.send("send", "First")
+    _, first_reply = await owner.turn_started()
+    await owner.until(rf'id="msg-{first_reply}-body" hx-swap-oob="beforeend"')
+    fake_anthropic.update_config(interval=0.001, deltas=3)
+    await follower.send("stop_and_send", "Second, from the other tab")
+    assert await owner.finished(first_reply) == "interrupted"
+    _, second_reply = await follower.turn_started()
+    assert await follower.finished(second_reply) == "complete"
+    saved = [m async for m in Message.objects.filter(conversation=conversation).order_by("id")]
+    assert [(m.role, m.status) for m in saved] == [
+        ("user", "complete"),
+        ("assistant", "interrupted"),
+        ("user", "complete"),
+        ("assistant", "complete"),
+    ]
+    assert saved[2].content == "Second, from the other tab"
+
+
+async def test_http_stop_answers_with_the_outcome_and_closes_upstream(
+    fake_anthropic: FakeAnthropicServer,
+    chat_socket: SocketFactory,
+    conversation: Conversation,
+    user: User,
+) -> None:
+    fake_anthropic.reset(SLOW)
+    sock = await chat_socket(conversation, user)
+    await sock.send("send", "Go")
+    _, reply_id = await sock.turn_started()
+    record = await fake_anthropic.await_request()
+    await fake_anthropic.await_delta(record, 5)
+
+    client = await signed_in(user)
+    url = reverse("chat:conversation_stop", kwargs={"conversation_id": conversation.pk})
+    stopped_at = time.monotonic()
+    response = await client.post(url, headers={"accept": "application/json"})
+    assert await fake_anthropic.await_disconnect(record) - stopped_at < 0.1
+    body = response.json()
+    saved = await Message.objects.aget(pk=reply_id)
+    assert response.status_code == 200
+    assert body["outcome"] == "stopped" and body["message"] == reply_id
+    assert body["chars_saved"] == len(saved.content) > 0
+    assert saved.status == "interrupted"
+    assert await sock.finished(reply_id) == "interrupted"
+
+    again = await client.post(url, headers={"accept": "application/json"})
+    assert again.json()["outcome"] == "nothing"
+    fragment = (await client.post(url)).content.decode()
+    assert 'id="notice"' in fragment and "Nothing is streaming" in fragment
+
+
+async def test_stop_all_stops_every_reply_of_the_user_and_says_how_many(
+    fake_anthropic: FakeAnthropicServer, chat_socket: SocketFactory, user: User
+) -> None:
+    fake_anthropic.reset(SLOW)
+    conversations = [await Conversation.objects.acreate(user=user) for _ in range(2)]
+    sockets = [await chat_socket(c, user) for c in conversations]
+    replies = []
+    for sock in sockets:
+        await sock.send("send", "Go")
+        replies.append((await sock.turn_started())[1])
+    client = await signed_in(user)
+    active = (
+        await client.get(reverse("chat:active_replies"), headers={"accept": "application/json"})
+    ).json()["active"]
+    assert sorted(a["message"] for a in active) == sorted(replies)
+
+    response = await client.post(reverse("chat:conversation_stop_all"))
+    assert "Stopped 2 replies." in response.content.decode()
+    for sock, reply_id in zip(sockets, replies, strict=True):
+        assert await sock.finished(reply_id) == "interrupted"
+    for record in fake_anthropic.requests:
+        assert (await fake_anthropic.await_finish(record)).completed is False
+
+
+async def test_http_stop_of_an_orphan_closes_it_from_its_last_checkpoint(
+    conversation: Conversation, user: User, settings: object
+) -> None:
+    settings.CHAT_STOP_ANSWER_TIMEOUT = 0.2  # type: ignore[attr-defined]
+    await Message.objects.acreate(conversation=conversation, role="user", content="Hi")
+    orphan = await Message.objects.acreate(
+        conversation=conversation, role="assistant", status="streaming", content="Checkpointed"
+    )
+    client = await signed_in(user)
+    response = await client.post(
+        reverse("chat:conversation_stop", kwargs={"conversation_id": conversation.pk}),
+        headers={"accept": "application/json"},
+    )
+    assert response.json()["outcome"] == "orphan"
+    assert response.json()["chars_saved"] == len("Checkpointed")
+    await orphan.arefresh_from_db()
+    assert (orphan.status, orphan.stop_reason, orphan.content) == (
+        "interrupted",
+        "server_restart",
+        "Checkpointed",
+    )
+
+
+def test_http_stop_is_owner_only_and_csrf_protected(
+    conversation: Conversation, user: User, other_user: User
+) -> None:
+    url = reverse("chat:conversation_stop", kwargs={"conversation_id": conversation.pk})
+    anonymous = Client()
+    assert anonymous.post(url).status_code == 302
+    stranger = Client()
+    stranger.force_login(other_user)
+    assert stranger.post(url).status_code == 404
+    strict = Client(enforce_csrf_checks=True)
+    strict.force_login(user)
+    assert strict.post(url).status_code == 403
+    assert strict.get(url).status_code == 405
+
+
+def test_reaper_closes_only_replies_whose_heartbeat_is_stale(
+    conversation: Conversation, user: User
+) -> None:
+    other = Conversation.objects.create(user=user)
+    stale = Message.objects.create(
+        conversation=conversation,
+        role="assistant",
+        status="streaming",
+        content="Saved two seconds ago",
+        heartbeat_at=timezone.now() - timedelta(seconds=60),
+    )
+    live = Message.objects.create(
+        conversation=other, role="assistant", status="streaming", heartbeat_at=timezone.now()
+    )
+    call_command("reap_orphans", "--older-than", "10")
+    stale.refresh_from_db()
+    live.refresh_from_db()
+    assert (stale.status, stale.stop_reason, stale.content) == (
+        "interrupted",
+        "server_restart",
+        "Saved two seconds ago",
+    )
+    assert stale.tokens_estimated
+    assert live.status == "streaming"
