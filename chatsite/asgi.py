@@ -18,8 +18,8 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from chat.reaper import ReaperMiddleware  # noqa: E402
-from chatsite.static_asgi import StaticFilesApp  # noqa: E402
 from chat.routing import websocket_urlpatterns  # noqa: E402
+from chatsite.static_asgi import StaticFilesApp  # noqa: E402
 
 application = ReaperMiddleware(
     ProtocolTypeRouter(

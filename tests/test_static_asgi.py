@@ -1,4 +1,4 @@
-"""Static files are served at the ASGI layer, and no middleware pulls requests onto the DB thread."""
+"""Static files are served at the ASGI layer; no middleware pulls requests onto the DB thread."""
 
 from __future__ import annotations
 
