@@ -23,7 +23,7 @@ from django.conf import settings
 
 from . import control, fragments, selectors
 from .frames import ClientFrame, FrameError, parse_client_frame
-from .generation import Reply, ReplyEvent, ReplyFinished, TextBatch, start_turn
+from .generation import Reply, ReplyEvent, ReplyFinished, TextBatch, TurnStarted, start_turn
 from .models import Conversation, Message
 from .services import ReplyAlreadyStreaming
 
@@ -167,14 +167,18 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def _deliver(self, event: ReplyEvent) -> None:
         """The reply's sink: this socket first, then the other tabs when there are any."""
-        await self.send(text_data=fragments.for_event(event))
+        html = fragments.for_event(event)
+        await self.send(text_data=html)
         async with self._fanout:
             if isinstance(event, TextBatch):
                 self._fanned_out.append(event.text)
             # The final form always goes out: a tab reloaded mid-reply is in the group before
             # the old socket's disconnect has saved the reply, but has not said hello yet.
             if self.peers or isinstance(event, ReplyFinished):
-                await self._fan_out(fragments.for_event(event, for_owner=False))
+                # Only a turn's start differs for other tabs; a batch is rendered once.
+                if isinstance(event, TurnStarted):
+                    html = fragments.for_event(event, for_owner=False)
+                await self._fan_out(html)
             if isinstance(event, ReplyFinished):
                 self._fanned_out = []
 

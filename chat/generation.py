@@ -60,11 +60,6 @@ ReplyEvent = TurnStarted | TextBatch | ReplyFinished
 Sink = Callable[[ReplyEvent], Awaitable[None]]
 
 
-def estimate_tokens(chars: int) -> int:
-    """About four characters a token for English text: an estimate, and flagged as one."""
-    return (chars + 3) // 4
-
-
 class Reply:
     """A streaming assistant reply. Create it with `start_turn()`."""
 
@@ -222,7 +217,7 @@ class Reply:
             fields |= {
                 "status": Message.Status.INTERRUPTED,
                 "stop_reason": self._stop_reason,
-                "output_tokens": estimate_tokens(self._received_chars),
+                "output_tokens": services.estimate_tokens(self._received_chars),
                 "tokens_estimated": True,
             }
         elif self._end is not None and not self._error:
@@ -236,7 +231,7 @@ class Reply:
                 "status": Message.Status.ERROR,
                 "stop_reason": Message.StopReason.ERROR,
                 "error": self._error or "The model's stream ended unexpectedly.",
-                "output_tokens": estimate_tokens(self._received_chars),
+                "output_tokens": services.estimate_tokens(self._received_chars),
                 "tokens_estimated": True,
             }
         # Shielded: a second cancellation must not lose the save.
