@@ -13,6 +13,7 @@ Stops from other tabs, HTTP endpoints and other processes arrive as `chat.stop` 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -156,7 +157,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self._fanned_out = []
         try:
             self.reply = await start_turn(
-                conversation=self.conversation, text=text, sink=self._deliver
+                conversation=self.conversation,
+                text=text,
+                sink=self._deliver,
+                owner_channel=self.channel_name,
             )
         except ReplyAlreadyStreaming:
             await self._notice(
@@ -220,17 +224,16 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.send(text_data=event["html"])
 
     async def chat_stop(self, event: dict[str, Any]) -> None:
-        if not self._streaming() or self.reply is None:
-            return  # not the owner: the owner (or nobody, for an orphan) answers
-        if self.reply.message.pk != event["message_id"]:
-            return  # a stop for a reply that has already ended, queued behind a newer one
-        message = await self._stop_own(event.get("reason") or Message.StopReason.USER_STOP)
-        await self.channel_layer.send(
-            event["reply_channel"],
-            {
-                "type": "stop.answer",
-                "outcome": "stopped",
-                "message_id": message.pk,
-                "chars": len(message.content),
-            },
-        )
+        """A stop sent to this socket as the reply's owner (chat/control.py): stop, then answer."""
+        reply = self.reply
+        if self._streaming() and reply is not None and reply.message.pk == event["message_id"]:
+            message = await self._stop_own(event.get("reason") or Message.StopReason.USER_STOP)
+            answer = {"outcome": "stopped", "chars": len(message.content)}
+        else:
+            # That reply ended before the stop arrived (or a newer one runs): leave it be.
+            answer = {"outcome": "finished", "chars": None}
+        with contextlib.suppress(control.LayerUnavailable):
+            await control.send(
+                event["reply_channel"],
+                {"type": "stop.answer", "message_id": event["message_id"], **answer},
+            )

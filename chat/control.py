@@ -10,8 +10,10 @@ checkpoint. There is no registry of streams anywhere: the layer and the database
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -35,17 +37,37 @@ class LayerUnavailable(Exception):
     """The channel layer (Redis) cannot be reached: cross-process messages cannot be delivered."""
 
 
+def is_layer_error(exc: BaseException) -> bool:
+    """True for the errors a channel layer raises when its backend (Redis) is unreachable."""
+    # redis-py's own ConnectionError and TimeoutError are not OSErrors.
+    return isinstance(exc, TimeoutError | OSError | ConnectionError) or (
+        type(exc).__module__.startswith("redis") and "Error" in type(exc).__name__
+    )
+
+
+@contextlib.contextmanager
+def layer_errors() -> Iterator[None]:
+    """Turn a channel-layer backend failure into LayerUnavailable."""
+    try:
+        yield
+    except Exception as exc:
+        if is_layer_error(exc):
+            raise LayerUnavailable(str(exc) or type(exc).__name__) from exc
+        raise
+
+
 async def group_send(conversation_id: uuid.UUID | str, event: dict[str, Any]) -> None:
     layer = get_channel_layer()
     assert layer is not None, "CHANNEL_LAYERS is not configured"
-    try:
+    with layer_errors():
         await layer.group_send(group_name(conversation_id), event)
-    except (TimeoutError, OSError, ConnectionError) as exc:
-        raise LayerUnavailable(str(exc)) from exc
-    except Exception as exc:  # redis-py's own ConnectionError is not an OSError
-        if type(exc).__module__.startswith("redis"):
-            raise LayerUnavailable(str(exc)) from exc
-        raise
+
+
+async def send(channel: str, event: dict[str, Any]) -> None:
+    layer = get_channel_layer()
+    assert layer is not None, "CHANNEL_LAYERS is not configured"
+    with layer_errors():
+        await layer.send(channel, event)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,13 +110,17 @@ async def request_stop(
     streaming = await database_sync_to_async(selectors.streaming_message)(conversation_id=cid)
     if streaming is None:
         return StopResult("nothing", cid)
+    if not streaming.owner_channel:
+        # Nobody can be asked (a reply saved by an older version): close it from its checkpoint.
+        return await _close_orphan(cid, streaming.pk)
     layer = get_channel_layer()
     assert layer is not None
     try:
         reply_channel = await layer.new_channel("stop-answer.")
-        await group_send(
-            cid,
-            # Named by message: a stop queued behind a newer turn must not stop that turn.
+        # Straight to the owner's own channel (no group membership needed, which a restarted
+        # Redis forgets), named by message so that it can never stop a newer reply.
+        await send(
+            streaming.owner_channel,
             {
                 "type": "chat.stop",
                 "message_id": streaming.pk,
@@ -102,19 +128,24 @@ async def request_stop(
                 "reply_channel": reply_channel,
             },
         )
+        # The timeout outside: its TimeoutError means "no answer", not "Redis is down".
         async with asyncio.timeout(settings.CHAT_STOP_ANSWER_TIMEOUT):
-            answer = await layer.receive(reply_channel)
-        return StopResult(
-            answer["outcome"], cid, message_id=answer["message_id"], chars=answer["chars"]
-        )
+            with layer_errors():
+                answer = await layer.receive(reply_channel)
     except LayerUnavailable:
         logger.warning("stop for conversation %s: the channel layer is unreachable", cid)
         return StopResult("unavailable", cid, message_id=streaming.pk)
     except TimeoutError:
-        pass
-    message = await database_sync_to_async(services.message_finalize_orphan)(
-        message_id=streaming.pk
-    )
+        return await _close_orphan(cid, streaming.pk)
+    if answer["outcome"] == "stopped":
+        return StopResult("stopped", cid, message_id=streaming.pk, chars=answer["chars"])
+    message = await database_sync_to_async(selectors.message_by_id)(message_id=streaming.pk)
+    return StopResult("finished", cid, message_id=message.pk, chars=len(message.content))
+
+
+async def _close_orphan(cid: str, message_id: int) -> StopResult:
+    """The owner did not answer: it is gone. Close the reply from its last checkpoint."""
+    message = await database_sync_to_async(services.message_finalize_orphan)(message_id=message_id)
     if message.stop_reason == Message.StopReason.SERVER_RESTART:
         logger.warning("stop for conversation %s: no owner answered; orphan closed", cid)
         await _show_final(cid, message)

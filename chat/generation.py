@@ -128,7 +128,7 @@ class Reply:
                 model=self.message.model,
                 system=self._system,
                 history=self._history,
-                max_tokens=settings.CHAT_MAX_TOKENS,
+                max_tokens=self.message.max_tokens or settings.CHAT_MAX_TOKENS,
             )
             async for event in stream:
                 if isinstance(event, TextDelta):
@@ -192,9 +192,18 @@ class Reply:
                 return
             if time.monotonic() - last_checkpoint >= self._checkpoint_interval:
                 last_checkpoint = time.monotonic()
-                await database_sync_to_async(services.message_checkpoint)(
+                still_ours = await database_sync_to_async(services.message_checkpoint)(
                     message_id=self.message.pk, content="".join(self._sent)
                 )
+                if not still_ours:
+                    # Closed elsewhere (a stop that could not reach us, or the reaper): that
+                    # outcome stands in the database, so stop spending tokens on it now.
+                    logger.warning(
+                        "reply %s was closed elsewhere while streaming; stopping it",
+                        self.message.pk,
+                    )
+                    self.stop(Message.StopReason.SERVER_RESTART)
+                    return
             # The coalescing window; it ends early when the stream ends or is stopped.
             await asyncio.wait([upstream], timeout=self._batch_interval)
 
@@ -255,10 +264,14 @@ class Reply:
 
 
 def _begin_turn(
-    conversation: Conversation, text: str, model: str
+    conversation: Conversation, text: str, model: str, owner_channel: str
 ) -> tuple[Message, Message, list[ChatTurn]]:
     user_message, assistant_message = services.turn_start(
-        conversation=conversation, text=text, model=model
+        conversation=conversation,
+        text=text,
+        model=model,
+        max_tokens=settings.CHAT_MAX_TOKENS,
+        owner_channel=owner_channel,
     )
     history = selectors.history_for_model(
         conversation=conversation, before_message_id=assistant_message.pk
@@ -266,14 +279,18 @@ def _begin_turn(
     return user_message, assistant_message, history
 
 
-async def start_turn(*, conversation: Conversation, text: str, sink: Sink) -> Reply:
+async def start_turn(
+    *, conversation: Conversation, text: str, sink: Sink, owner_channel: str = ""
+) -> Reply:
     """Save the user's message, announce the turn to the sink, and start the reply.
 
-    Raises services.ReplyAlreadyStreaming (nothing saved) if a reply is already streaming.
+    `owner_channel` is the channel-layer address where the door answers `chat.stop` events
+    (see chat/control.py). Raises services.ReplyAlreadyStreaming (nothing saved) if a reply
+    is already streaming.
     """
     model = conversation.model or settings.CHAT_MODEL
     user_message, assistant_message, history = await database_sync_to_async(_begin_turn)(
-        conversation, text, model
+        conversation, text, model, owner_channel
     )
     await sink(TurnStarted(user_message=user_message, assistant_message=assistant_message))
     reply = Reply(

@@ -71,6 +71,14 @@ class Message(models.Model):
     )
     time_to_first_token_ms = models.PositiveIntegerField(null=True, blank=True)
     model = models.CharField(max_length=100, blank=True)
+    max_tokens = models.PositiveIntegerField(
+        null=True, blank=True, help_text="The output limit the reply was requested with."
+    )
+    owner_channel = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="Channel-layer address of the socket streaming this reply: stops are sent here.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(

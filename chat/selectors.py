@@ -57,6 +57,10 @@ def history_for_model(*, conversation: Conversation, before_message_id: int) -> 
     return turns
 
 
+def message_by_id(*, message_id: int) -> Message:
+    return Message.objects.get(pk=message_id)
+
+
 def streaming_message(*, conversation_id: uuid.UUID | str) -> Message | None:
     return Message.objects.filter(
         conversation_id=conversation_id, status=Message.Status.STREAMING

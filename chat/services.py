@@ -38,8 +38,17 @@ def _title_from(text: str) -> str:
     return (title + "…" if len(words) > TITLE_WORDS else title)[:200]
 
 
-def turn_start(*, conversation: Conversation, text: str, model: str) -> tuple[Message, Message]:
+def turn_start(
+    *,
+    conversation: Conversation,
+    text: str,
+    model: str,
+    max_tokens: int | None = None,
+    owner_channel: str = "",
+) -> tuple[Message, Message]:
     """Save the user's message and an empty streaming assistant message after it, atomically.
+
+    `owner_channel` is the channel-layer address that answers stops for the reply.
 
     Raises ReplyAlreadyStreaming when another reply in this conversation is still streaming;
     then nothing is saved, so the caller can tell the user without losing their text.
@@ -54,6 +63,8 @@ def turn_start(*, conversation: Conversation, text: str, model: str) -> tuple[Me
                 role=Message.Role.ASSISTANT,
                 status=Message.Status.STREAMING,
                 model=model,
+                max_tokens=max_tokens,
+                owner_channel=owner_channel,
                 heartbeat_at=timezone.now(),
             )
             fields: dict[str, object] = {"updated_at": timezone.now()}
@@ -65,11 +76,16 @@ def turn_start(*, conversation: Conversation, text: str, model: str) -> tuple[Me
     return user_message, assistant_message
 
 
-def message_checkpoint(*, message_id: int, content: str) -> None:
-    """Save a streaming reply's text so far and beat its heartbeat (one UPDATE)."""
-    Message.objects.filter(pk=message_id, status=Message.Status.STREAMING).update(
+def message_checkpoint(*, message_id: int, content: str) -> bool:
+    """Save a streaming reply's text so far and beat its heartbeat (one UPDATE).
+
+    False when the reply is no longer streaming: something else closed it (the reaper, or a
+    stop that got no answer), and its owner should stop too.
+    """
+    updated = Message.objects.filter(pk=message_id, status=Message.Status.STREAMING).update(
         content=content, heartbeat_at=timezone.now()
     )
+    return updated == 1
 
 
 def message_finalize(
