@@ -153,6 +153,11 @@ CHAT_STOP_ANSWER_TIMEOUT = float(os.environ.get("CHAT_STOP_ANSWER_TIMEOUT", "2.0
 CHAT_ORPHAN_AFTER = float(os.environ.get("CHAT_ORPHAN_AFTER", "10"))
 # How often each server process runs the reaper.
 CHAT_REAPER_INTERVAL = float(os.environ.get("CHAT_REAPER_INTERVAL", "30"))
+# Each open socket re-joins its conversation's group this often, so a Redis that restarted
+# (and forgot its groups) or a group entry that expired is repaired without a reconnect.
+CHAT_GROUP_REFRESH = float(os.environ.get("CHAT_GROUP_REFRESH", "15"))
+# A bearer token that may read /metrics (staff users may always read it); empty: staff only.
+CHAT_METRICS_TOKEN = os.environ.get("CHAT_METRICS_TOKEN", "")
 CHAT_MAX_MESSAGE_CHARS = int(os.environ.get("CHAT_MAX_MESSAGE_CHARS", "32000"))
 # Seconds without a byte from the provider before a reply fails as stalled.
 CHAT_STALL_TIMEOUT = float(os.environ.get("CHAT_STALL_TIMEOUT", "60"))
