@@ -19,7 +19,10 @@ from typing import Any
 
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.layers import get_channel_layer
+from channels.utils import await_many_dispatch
 from django.conf import settings
 
 from . import control, fragments, selectors
@@ -36,6 +39,69 @@ class ChatConsumer(AsyncWebsocketConsumer):
     reply: Reply | None = None
     # Another socket on this conversation has announced itself: fan frames out to the group.
     peers: bool = False
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """Channels' AsyncConsumer.__call__, except that the channel-layer half survives Redis.
+
+        Channels ends the whole consumer (closing the socket) when the layer's receive raises,
+        as it does whenever Redis goes away. This socket's own sends, replies and stops need no
+        Redis, so here only the layer half waits for Redis to come back, and then re-joins.
+        """
+        self.scope = scope
+        self.channel_layer = get_channel_layer(self.channel_layer_alias)
+        self.channel_name = await self.channel_layer.new_channel()
+        self.base_send = send
+        self._layer_down = False
+        with contextlib.suppress(StopConsumer):
+            await await_many_dispatch([receive, self._layer_event], self.dispatch)
+
+    async def _layer_event(self) -> dict[str, Any]:
+        """The next channel-layer event for this socket, waiting out a Redis outage."""
+        delay = 0.1
+        while True:
+            try:
+                with control.layer_errors():
+                    return await self.channel_layer.receive(self.channel_name)
+            except control.LayerUnavailable as exc:
+                if not self._layer_down:
+                    self._layer_down = True
+                    logger.warning("channel layer unreachable (%s); retrying", exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+            if hasattr(self, "conversation"):
+                await self._join_group()
+
+    async def _join_group(self, *, hello: bool = True) -> bool:
+        """(Re-)join the conversation's group; False if Redis is unreachable.
+
+        Joining again is harmless, and repairs a membership a restarted Redis has forgotten.
+        The hello (which makes other tabs fan out to this one and send a snapshot of a reply
+        in progress) goes out on connect and after an outage, when this tab may have missed
+        frames.
+        """
+        try:
+            with control.layer_errors():
+                await self.channel_layer.group_add(
+                    control.group_name(self.conversation.pk), self.channel_name
+                )
+            if hello or self._layer_down:
+                await control.group_send(
+                    self.conversation.pk, {"type": "chat.hello", "sender": self.channel_name}
+                )
+        except control.LayerUnavailable:
+            self._layer_down = True
+            return False
+        if self._layer_down:
+            self._layer_down = False
+            logger.info("conversation %s: channel layer reachable again", self.conversation.pk)
+        return True
+
+    async def _keep_joined(self) -> None:
+        """Re-join now and then: covers a Redis restart this socket never saw fail, and the
+        layer's group expiry on a socket open for a day."""
+        while True:
+            await asyncio.sleep(settings.CHAT_GROUP_REFRESH)
+            await self._join_group(hello=False)
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels awaits close_old_connections() on Django's one thread-sensitive worker
@@ -61,19 +127,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self._fanout = asyncio.Lock()
         self._fanned_out: list[str] = []  # the current reply's text accounted for in the group
         await self.accept()
-        try:
-            await self.channel_layer.group_add(
-                control.group_name(conversation.pk), self.channel_name
-            )
-            await control.group_send(
-                conversation.pk, {"type": "chat.hello", "sender": self.channel_name}
-            )
-        except Exception:
+        if not await self._join_group():
             logger.warning("conversation %s: the channel layer is unreachable", conversation.pk)
             await self._notice(
                 "Live updates from other tabs are unavailable (the message bus is unreachable).",
                 level="error",
             )
+        self._keeper = asyncio.create_task(self._keep_joined(), name="chat-group-keeper")
         # The page may predate the end of the last reply (a reload races the old socket's
         # save): show its true state. Re-sending a final form the page already has is harmless.
         latest = await database_sync_to_async(selectors.latest_reply)(conversation=conversation)
@@ -81,6 +141,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.send(text_data=fragments.for_event(ReplyFinished(message=latest)))
 
     async def disconnect(self, code: int) -> None:
+        if hasattr(self, "_keeper"):
+            self._keeper.cancel()
         if self._streaming():
             assert self.reply is not None
             self.reply.stop(Message.StopReason.DISCONNECT)

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -56,18 +56,29 @@ def layer_errors() -> Iterator[None]:
         raise
 
 
+async def _deliver(send: Callable[[], Awaitable[None]]) -> None:
+    """Run one layer write; retried once, because the first write after Redis restarted fails
+    on a stale pooled connection. A second failure means Redis really is unreachable."""
+    for attempt in (1, 2):
+        try:
+            with layer_errors():
+                await send()
+            return
+        except LayerUnavailable:
+            if attempt == 2:
+                raise
+
+
 async def group_send(conversation_id: uuid.UUID | str, event: dict[str, Any]) -> None:
     layer = get_channel_layer()
     assert layer is not None, "CHANNEL_LAYERS is not configured"
-    with layer_errors():
-        await layer.group_send(group_name(conversation_id), event)
+    await _deliver(lambda: layer.group_send(group_name(conversation_id), event))
 
 
 async def send(channel: str, event: dict[str, Any]) -> None:
     layer = get_channel_layer()
     assert layer is not None, "CHANNEL_LAYERS is not configured"
-    with layer_errors():
-        await layer.send(channel, event)
+    await _deliver(lambda: layer.send(channel, event))
 
 
 @dataclass(frozen=True, slots=True)
