@@ -10,7 +10,7 @@ PORT ?= 8000
 PYTHON ?= $(shell for p in python3.13 python3.12 python3; do \
 	if $$p -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null; then echo $$p; break; fi; done)
 
-.PHONY: run test lint install migrate browser clean
+.PHONY: run test lint install migrate browser services clean
 
 $(STAMP): pyproject.toml
 	@if [ -z "$(PYTHON)" ]; then \
@@ -43,7 +43,10 @@ lint: install
 browser:
 	@bash .ci/ensure-chromium
 
-test: install browser
+services:
+	@bash .ci/ensure-services
+
+test: install browser services
 	$(MAKE) --no-print-directory lint
 	$(VENV)/bin/pytest
 

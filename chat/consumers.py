@@ -267,16 +267,19 @@ class ChatConsumer(AsyncWebsocketConsumer):
             return
         async with self._fanout:
             self.peers = True
-            await self.channel_layer.send(
-                event["sender"], {"type": "chat.here", "sender": self.channel_name}
-            )
-            if self._streaming():
-                assert self.reply is not None
-                # Everything fanned out from now on reaches the newcomer after this snapshot.
-                html = fragments.snapshot(self.reply.message, "".join(self._fanned_out))
-                await self.channel_layer.send(
-                    event["sender"], {"type": "chat.fragment", "html": html, "sender": ""}
+            try:
+                await control.send(
+                    event["sender"], {"type": "chat.here", "sender": self.channel_name}
                 )
+                if self._streaming():
+                    assert self.reply is not None
+                    # Everything fanned out from now on reaches the newcomer after this snapshot.
+                    html = fragments.snapshot(self.reply.message, "".join(self._fanned_out))
+                    await control.send(
+                        event["sender"], {"type": "chat.fragment", "html": html, "sender": ""}
+                    )
+            except control.LayerUnavailable:
+                logger.warning("conversation %s: could not greet a new tab", self.conversation.pk)
 
     async def chat_here(self, event: dict[str, Any]) -> None:
         self.peers = True

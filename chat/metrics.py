@@ -132,7 +132,11 @@ def compute_reply_metrics(*, window: int = STOP_DURATION_WINDOW) -> ReplyMetrics
             filter=_TIMED_USER_STOP,
         ),
     )
-    recent = replies.filter(_TIMED_USER_STOP).order_by("-finished_at", "-id").values_list("created_at", "finished_at")
+    recent = (
+        replies.filter(_TIMED_USER_STOP)
+        .order_by("-finished_at", "-id")
+        .values_list("created_at", "finished_at")
+    )
     seconds = sorted(
         max(0.0, (finished - created).total_seconds())
         for created, finished in recent[:window]

@@ -84,6 +84,8 @@ async def conversation_stop_all(request: HttpRequest) -> HttpResponse:
 @require_GET
 async def active_replies(request: HttpRequest) -> HttpResponse:
     user = await request.auser()
+    # The page's layout reads request.user, which would load it again, synchronously.
+    request.user = user
     replies = await selectors.aactive_replies(user=user)
     if _wants_json(request):
         return JsonResponse(

@@ -151,6 +151,9 @@ async def test_stop_all_stops_every_reply_of_the_user_and_says_how_many(
         await client.get(reverse("chat:active_replies"), headers={"accept": "application/json"})
     ).json()["active"]
     assert sorted(a["message"] for a in active) == sorted(replies)
+    page = (await client.get(reverse("chat:active_replies"))).content.decode()
+    assert page.count("characters so far") == 2
+    assert "Stop all" in page
 
     response = await client.post(reverse("chat:conversation_stop_all"))
     assert "Stopped 2 replies." in response.content.decode()
