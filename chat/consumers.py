@@ -52,8 +52,16 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.channel_name = await self.channel_layer.new_channel()
         self.base_send = send
         self._layer_down = False
-        with contextlib.suppress(StopConsumer):
-            await await_many_dispatch([receive, self._layer_event], self.dispatch)
+        try:
+            with contextlib.suppress(StopConsumer):
+                await await_many_dispatch([receive, self._layer_event], self.dispatch)
+        except asyncio.CancelledError:
+            # The server is shutting down (daphne cancels every application on SIGTERM and
+            # waits for them): save a streaming reply as a disconnect before going.
+            if self.reply is not None and not self.reply.done:
+                self.reply.stop(Message.StopReason.DISCONNECT)
+                await self.reply.wait()
+            raise
 
     async def _layer_event(self) -> dict[str, Any]:
         """The next channel-layer event for this socket, waiting out a Redis outage."""

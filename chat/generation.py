@@ -57,6 +57,9 @@ class ReplyFinished:
 
 
 ReplyEvent = TurnStarted | TextBatch | ReplyFinished
+
+#: Each reply's driver task is named this plus the message id (chat/shutdown.py finds them).
+REPLY_TASK_PREFIX = "reply-driver-"
 Sink = Callable[[ReplyEvent], Awaitable[None]]
 
 
@@ -99,7 +102,9 @@ class Reply:
         self._upstream = asyncio.create_task(
             self._read_upstream(), name=f"reply-{self.message.pk}-upstream"
         )
-        self._driver = asyncio.create_task(self._drive(), name=f"reply-{self.message.pk}")
+        self._driver = asyncio.create_task(
+            self._drive(), name=f"{REPLY_TASK_PREFIX}{self.message.pk}"
+        )
 
     @property
     def done(self) -> bool:

@@ -18,6 +18,7 @@ from channels.layers import get_channel_layer  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from chat import shutdown  # noqa: E402
 from chat.reaper import ReaperMiddleware  # noqa: E402
 from chat.routing import websocket_urlpatterns  # noqa: E402
 from chatsite.static_asgi import StaticFilesApp  # noqa: E402
@@ -25,6 +26,8 @@ from chatsite.static_asgi import StaticFilesApp  # noqa: E402
 # Build the channel layer now, not on the first stop: importing its Redis backend takes a
 # few hundred milliseconds that a Stop request must not spend.
 get_channel_layer()
+# On SIGTERM, save every streaming reply before the process exits.
+shutdown.install()
 
 application = ReaperMiddleware(
     ProtocolTypeRouter(

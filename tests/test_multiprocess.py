@@ -346,6 +346,27 @@ async def test_kill_9_mid_reply_leaves_the_checkpointed_text_interrupted_after_t
     await tab.close()
 
 
+async def test_a_process_told_to_stop_saves_its_streaming_reply_before_it_exits(
+    cluster: Cluster,
+) -> None:
+    leaving = await asyncio.to_thread(cluster.start_process, "sigterm")
+    session = cluster.session
+    cid = await asyncio.to_thread(session.new_conversation, leaving.base_url)
+    tab = await Tab.open(leaving.base_url, cid, session)
+    marker = f"sigterm-{secrets.token_hex(4)}"
+    message_id = await start_reply(tab, marker, extra="[[fake:deltas=2000]]")
+
+    leaving.process.send_signal(signal.SIGTERM)
+    await asyncio.to_thread(leaving.process.wait, 15)
+
+    row = cluster.message(message_id)
+    assert (row["status"], row["stop_reason"]) == ("interrupted", "disconnect")
+    assert row["content"] == tab.text(message_id) != ""
+    record = await upstream(cluster.control, marker, finished=True)
+    assert record.outcome == "client_disconnected"
+    await tab.close()
+
+
 async def test_http_stop_of_a_reply_whose_process_died_closes_it_at_once(
     cluster: Cluster,
 ) -> None:
