@@ -550,3 +550,96 @@ def test_reloading_during_a_reply_shows_its_saved_outcome_not_a_stuck_stream(
         "data-streaming", "false", timeout=1000
     )
     assert body(page, reply) == saved["content"]
+
+
+# --------------------------------------------------------------------------------------------
+# Several tabs, and a Stop with the socket down
+# --------------------------------------------------------------------------------------------
+
+
+def test_a_second_tab_follows_the_reply_shows_stop_and_its_stop_works(
+    new_context: ContextFactory, live_app: LiveApp, fake: FakeAnthropicControl
+) -> None:
+    context = new_context()
+    first, second = context.new_page(), context.new_page()
+    sign_in(first, live_app)
+    conversation = new_chat(first)
+    second.goto(f"/conversations/{conversation}/")
+    expect(second.locator("#connection")).to_have_attribute("data-state", "open")
+    second.wait_for_timeout(300)  # its hello reaches the first tab's socket
+
+    _, reply = send_with_enter(first, "Tell me a long story. (two tabs)")
+    expect_streaming(second, reply)
+    watch_text_grow(second, reply, observations=2)
+    expect(second.locator("#stop-button")).to_be_visible()
+
+    second.locator("#stop-button").click()
+
+    for page in (first, second):
+        expect_interrupted(page, reply)
+    saved = db_message(live_app, reply)
+    assert (saved["status"], saved["stop_reason"]) == ("interrupted", "user_stop")
+    assert body(first, reply) == body(second, reply) == saved["content"]
+    assert_upstream_cut(fake, "(two tabs)", saved["content"])
+    # Both composers are ready: the next message from the second tab gets a whole reply.
+    _, nxt = send_with_enter(second, f"{QUICK} Shorter, please. (two tabs, next)")
+    for page in (first, second):
+        expect_complete(page, nxt)
+
+
+def test_a_tab_opened_mid_reply_shows_the_text_so_far_and_follows_the_rest(
+    new_context: ContextFactory, live_app: LiveApp, fake: FakeAnthropicControl
+) -> None:
+    context = new_context()
+    first = context.new_page()
+    sign_in(first, live_app)
+    conversation = new_chat(first)
+    _, reply = send_with_enter(first, "Keep counting. (late tab)")
+    early = wait_for_text(first, reply, 60)
+
+    late = context.new_page()
+    late.goto(f"/conversations/{conversation}/")
+    expect(late.locator("#connection")).to_have_attribute("data-state", "open")
+    expect_streaming(late, reply)
+    expect(late.locator(f"#msg-{reply}-body")).to_contain_text(early[:60])
+    watch_text_grow(late, reply, observations=2)
+
+    late.keyboard.press("Escape")
+    for page in (first, late):
+        expect_interrupted(page, reply)
+    saved = db_message(live_app, reply)
+    assert body(first, reply) == body(late, reply) == saved["content"]
+    assert_upstream_cut(fake, "(late tab)", saved["content"])
+
+
+def test_stop_works_through_http_when_the_socket_is_down(
+    page: Page, live_app: LiveApp, fake: FakeAnthropicControl
+) -> None:
+    # The page's socket goes through a route the test controls: the first connection is relayed
+    # to the server, every later one (htmx reconnecting) is refused.
+    routes: list[Any] = []
+
+    def relay(ws: Any) -> None:
+        if routes:
+            ws.close()
+            return
+        ws.connect_to_server()
+        ws.on_close(lambda code, reason: None)  # the page side closing keeps the server side
+        routes.append(ws)
+
+    page.route_web_socket(re.compile(r"/ws/chat/"), relay)
+    sign_in(page, live_app)
+    new_chat(page)
+    _, reply = send_with_enter(page, "Stream for a while. (socket down)")
+    watch_text_grow(page, reply, observations=1)
+
+    # The browser's side of the socket drops; the server's side (the reply's owner) lives on.
+    routes[0].close()
+    expect(page.locator("#connection")).not_to_have_attribute("data-state", "open")
+    page.locator("#stop-button").click()
+
+    expect(page.locator("#notice")).to_contain_text("Stopped.")
+    saved = db_message(live_app, reply)
+    assert (saved["status"], saved["stop_reason"]) == ("interrupted", "user_stop")
+    record = assert_upstream_cut(fake, "(socket down)", "")
+    assert record.text_written.startswith(saved["content"])
