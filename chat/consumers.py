@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 from typing import Any
+from urllib.parse import parse_qs
 
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
@@ -39,6 +40,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
     reply: Reply | None = None
     # Another socket on this conversation has announced itself: fan frames out to the group.
     peers: bool = False
+    # The newest message id the page was sent by _catch_up (0: none).
+    _caught_up_to: int = 0
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         """Channels' AsyncConsumer.__call__, except that the channel-layer half survives Redis.
@@ -142,8 +145,29 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 level="error",
             )
         self._keeper = asyncio.create_task(self._keep_joined(), name="chat-group-keeper")
-        # The page may predate the end of the last reply (a reload races the old socket's
-        # save): show its true state. Re-sending a final form the page already has is harmless.
+        await self._catch_up()
+
+    async def _catch_up(self) -> None:
+        """Bring the page up to date with what happened since it was rendered.
+
+        Read after joining the group, so anything later arrives as frames. A page that misses
+        messages (its `?after=` id is older than the newest) gets the whole list again, and
+        turn starts already in it are then skipped (`chat_fragment`). Otherwise the last reply
+        may still have ended since (a reload races the old socket's save): its final form is
+        sent; re-sending one the page already has is harmless.
+        """
+        conversation = self.conversation
+        after = _after_param(self.scope)
+        newest = await database_sync_to_async(selectors.newest_message_id)(
+            conversation=conversation
+        )
+        if after is not None and newest > after:
+            messages = await database_sync_to_async(selectors.conversation_messages)(
+                conversation=conversation
+            )
+            self._caught_up_to = messages[-1].pk
+            await self.send(text_data=fragments.catch_up(messages))
+            return
         latest = await database_sync_to_async(selectors.latest_reply)(conversation=conversation)
         if latest is not None and latest.status != Message.Status.STREAMING:
             await self.send(text_data=fragments.for_event(ReplyFinished(message=latest)))
@@ -246,21 +270,24 @@ class ChatConsumer(AsyncWebsocketConsumer):
         async with self._fanout:
             if isinstance(event, TextBatch):
                 self._fanned_out.append(event.text)
-            # The final form always goes out: a tab reloaded mid-reply is in the group before
-            # the old socket's disconnect has saved the reply, but has not said hello yet.
-            if self.peers or isinstance(event, ReplyFinished):
+            # A turn's start and its final form always go out: a tab that has joined the group
+            # but whose hello has not been answered yet (a reload mid-reply, a tab opening)
+            # must still see the turn appear and end.
+            if self.peers or not isinstance(event, TextBatch):
                 # Only a turn's start differs for other tabs; a batch is rendered once.
+                turn = 0
                 if isinstance(event, TurnStarted):
                     html = fragments.for_event(event, for_owner=False)
-                await self._fan_out(html)
+                    turn = event.assistant_message.pk
+                await self._fan_out(html, turn=turn)
             if isinstance(event, ReplyFinished):
                 self._fanned_out = []
 
-    async def _fan_out(self, html: str) -> None:
+    async def _fan_out(self, html: str, *, turn: int = 0) -> None:
         try:
             await control.group_send(
                 self.conversation.pk,
-                {"type": "chat.fragment", "html": html, "sender": self.channel_name},
+                {"type": "chat.fragment", "html": html, "sender": self.channel_name, "turn": turn},
             )
         except control.LayerUnavailable:
             logger.warning("conversation %s: could not update other tabs", self.conversation.pk)
@@ -293,8 +320,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.peers = True
 
     async def chat_fragment(self, event: dict[str, Any]) -> None:
-        if event["sender"] != self.channel_name:
-            await self.send(text_data=event["html"])
+        if event["sender"] == self.channel_name:
+            return
+        if event.get("turn", 0) and event["turn"] <= self._caught_up_to:
+            return  # that turn is already on the page (sent by _catch_up)
+        await self.send(text_data=event["html"])
 
     async def chat_stop(self, event: dict[str, Any]) -> None:
         """A stop sent to this socket as the reply's owner (chat/control.py): stop, then answer."""
@@ -310,3 +340,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 event["reply_channel"],
                 {"type": "stop.answer", "message_id": event["message_id"], **answer},
             )
+
+
+def _after_param(scope: dict[str, Any]) -> int | None:
+    """The `?after=<message id>` the page connected with: the newest message it shows."""
+    values = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("after", [])
+    try:
+        return int(values[0]) if values else None
+    except ValueError:
+        return None

@@ -42,6 +42,12 @@ def notice(text: str, *, level: str = "info") -> str:
     return render_to_string(f"{FRAMES}#notice", {"text": text, "level": level})
 
 
+def catch_up(messages: list[Message]) -> str:
+    """The whole message list, for a page rendered before some of it happened."""
+    streaming = any(m.status == Message.Status.STREAMING for m in messages)
+    return render_to_string(f"{FRAMES}#catch_up", {"messages": messages, "streaming": streaming})
+
+
 def snapshot(message: Message, text: str) -> str:
     """A streaming reply as it stands, for a tab that joins mid-reply."""
     shown = copy.copy(message)

@@ -119,6 +119,9 @@ class Reply:
             self._stop_reason = reason
         if self._upstream is not None and not self._upstream.done():
             self._upstream.cancel()
+        # Wake the driver now: an upstream task cancelled before its first step never runs its
+        # `finally`, so it would not wake the driver until the next checkpoint.
+        self._wake.set()
 
     async def wait(self) -> Message:
         """The saved message once the reply has ended (shielded: waiting never cancels it)."""
@@ -193,7 +196,8 @@ class Reply:
                 self._pending.clear()
                 self._sent.append(text)
                 await self._sink(TextBatch(message_id=self.message.pk, text=text))
-            if upstream.done():
+            if upstream.done() and not self._pending:
+                # (Text that arrived while the last batch was being delivered goes out first.)
                 return
             if time.monotonic() - last_checkpoint >= self._checkpoint_interval:
                 last_checkpoint = time.monotonic()

@@ -73,6 +73,8 @@ def conversation_detail(request: HttpRequest, conversation_id: str) -> HttpRespo
             "conversation": conversation,
             "messages": messages,
             "streaming": streaming,
+            # The socket catches the page up on anything newer (chat/consumers.py).
+            "last_message_id": messages[-1].pk if messages else 0,
             "model": conversation.model or settings.CHAT_MODEL,
             **_provider_context(),
         },

@@ -144,11 +144,16 @@ async def chat_socket() -> AsyncIterator[SocketFactory]:
         *,
         origin: str = ORIGIN,
         expect_connected: bool = True,
+        after: int | None = None,
     ) -> ChatSocket:
         headers = [(b"host", b"127.0.0.1:8000"), (b"origin", origin.encode())]
         if user is not None:
             headers.append((b"cookie", (await session_cookie(user)).encode()))
-        comm = WebsocketCommunicator(application, f"/ws/chat/{conversation.pk}/", headers=headers)
+        # `after`: the newest message id of the page that opens the socket, as the page sends.
+        query = "" if after is None else f"?after={after}"
+        comm = WebsocketCommunicator(
+            application, f"/ws/chat/{conversation.pk}/{query}", headers=headers
+        )
         connected, _ = await comm.connect(timeout=5)
         assert connected is expect_connected
         if connected:

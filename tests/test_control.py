@@ -77,6 +77,40 @@ async def test_second_tab_follows_the_reply_and_its_stop_closes_upstream(
     assert await follower.finished(next_id) == "complete"
 
 
+async def test_a_page_rendered_before_a_turn_started_is_caught_up_when_its_socket_opens(
+    fake_anthropic: FakeAnthropicServer,
+    chat_socket: SocketFactory,
+    conversation: Conversation,
+    user: User,
+) -> None:
+    fake_anthropic.reset(SLOW)
+    page_newest = 0  # the second page was rendered while the conversation was empty
+    owner = await chat_socket(conversation, user)
+    await owner.send("send", "Tell me everything")
+    user_id, reply_id = await owner.turn_started()
+    record = await fake_anthropic.await_request()
+    await fake_anthropic.await_delta(record, 5)
+
+    late = await chat_socket(conversation, user, after=page_newest)
+    caught_up = await late.until(r'(?s)<div id="messages" hx-swap-oob="innerHTML">(.*)</div>')
+    assert f'id="msg-{user_id}"' in caught_up.group(1)
+    assert f'id="msg-{reply_id}"' in caught_up.group(1)
+    await late.until(rf'id="msg-{reply_id}-body" hx-swap-oob="beforeend"')  # then live batches
+
+    await late.send("stop")
+    assert await late.finished(reply_id) == "interrupted"
+    assert await owner.finished(reply_id) == "interrupted"
+    saved = await Message.objects.aget(pk=reply_id)
+    assert seen_by_follower(late.frames, reply_id) == saved.content == owner.text_sent(reply_id)
+    # The turn was added to that page once: by the catch-up, not again by its start frame.
+    assert not any('id="messages" hx-swap-oob="beforeend"' in f for f in late.frames)
+
+    # A page that is up to date gets no catch-up.
+    current = await chat_socket(conversation, user, after=reply_id)
+    await current.until(rf'id="msg-{reply_id}" class="msg msg--assistant msg--interrupted"')
+    assert not any('hx-swap-oob="innerHTML"' in f for f in current.frames)
+
+
 async def test_stop_and_send_from_the_second_tab_keeps_the_order(
     fake_anthropic: FakeAnthropicServer,
     chat_socket: SocketFactory,
@@ -92,6 +126,7 @@ async def test_stop_and_send_from_the_second_tab_keeps_the_order(
     fake_anthropic.update_config(interval=0.001, deltas=3)
     await follower.send("stop_and_send", "Second, from the other tab")
     assert await owner.finished(first_reply) == "interrupted"
+    assert (await follower.turn_started())[1] == first_reply  # the other tab saw it start
     _, second_reply = await follower.turn_started()
     assert await follower.finished(second_reply) == "complete"
     saved = [m async for m in Message.objects.filter(conversation=conversation).order_by("id")]

@@ -58,7 +58,7 @@ def test_new_chat_opens_the_conversation_page(client: Client, user: User) -> Non
         "chat:conversation_detail", kwargs={"conversation_id": conversation.pk}
     )
     page = client.get(response["Location"]).content.decode()
-    assert f'ws-connect="/ws/chat/{conversation.pk}/"' in page
+    assert f'ws-connect="/ws/chat/{conversation.pk}/?after=0"' in page
     assert 'id="composer-input"' in page and 'id="send-button"' in page
     assert "Demo (offline)" in page  # the page says which provider is active
 
