@@ -19,6 +19,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from chat import shutdown  # noqa: E402
+from chat.providers import load_provider  # noqa: E402
 from chat.reaper import ReaperMiddleware  # noqa: E402
 from chat.routing import websocket_urlpatterns  # noqa: E402
 from chatsite.static_asgi import StaticFilesApp  # noqa: E402
@@ -28,6 +29,8 @@ from chatsite.static_asgi import StaticFilesApp  # noqa: E402
 get_channel_layer()
 # On SIGTERM, save every streaming reply before the process exits.
 shutdown.install()
+# Import the model provider's SDK now, not inside the first reply.
+load_provider()
 
 application = ReaperMiddleware(
     ProtocolTypeRouter(

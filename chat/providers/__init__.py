@@ -23,7 +23,18 @@ __all__ = [
     "StreamStart",
     "TextDelta",
     "get_provider",
+    "load_provider",
 ]
+
+
+def load_provider() -> None:
+    """Import the configured provider now. A server process calls this at start-up: importing
+    the Anthropic SDK takes about a second, which must not stall the event loop (and every
+    socket on it) when the process's first reply starts."""
+    if settings.CHAT_PROVIDER == "anthropic":
+        from . import anthropic  # noqa: F401
+    else:
+        from . import demo  # noqa: F401
 
 
 def get_provider() -> Provider:
