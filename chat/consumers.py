@@ -158,19 +158,19 @@ class ChatConsumer(AsyncWebsocketConsumer):
         """
         conversation = self.conversation
         after = _after_param(self.scope)
-        newest = await database_sync_to_async(selectors.newest_message_id)(
-            conversation=conversation
-        )
-        if after is not None and newest > after:
+        # One read: a turn saves its user message and its reply together, so the newest
+        # message is the last reply.
+        newest = await database_sync_to_async(selectors.newest_message)(conversation=conversation)
+        if newest is None:
+            return
+        if after is not None and newest.pk > after:
             messages = await database_sync_to_async(selectors.conversation_messages)(
                 conversation=conversation
             )
             self._caught_up_to = messages[-1].pk
             await self.send(text_data=fragments.catch_up(messages))
-            return
-        latest = await database_sync_to_async(selectors.latest_reply)(conversation=conversation)
-        if latest is not None and latest.status != Message.Status.STREAMING:
-            await self.send(text_data=fragments.for_event(ReplyFinished(message=latest)))
+        elif newest.role == Message.Role.ASSISTANT and newest.status != Message.Status.STREAMING:
+            await self.send(text_data=fragments.for_event(ReplyFinished(message=newest)))
 
     async def disconnect(self, code: int) -> None:
         if hasattr(self, "_keeper"):

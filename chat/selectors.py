@@ -90,14 +90,5 @@ aconversation_for_user = database_sync_to_async(conversation_for_user)
 aactive_replies = database_sync_to_async(active_replies)
 
 
-def newest_message_id(*, conversation: Conversation) -> int:
-    last = conversation.messages.order_by("-id").values_list("id", flat=True).first()
-    return last or 0
-
-
-def latest_reply(*, conversation: Conversation) -> Message | None:
-    return (
-        Message.objects.filter(conversation=conversation, role=Message.Role.ASSISTANT)
-        .order_by("-id")
-        .first()
-    )
+def newest_message(*, conversation: Conversation) -> Message | None:
+    return conversation.messages.order_by("-id").first()
