@@ -42,6 +42,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
     peers: bool = False
     # The newest message id the page was sent by _catch_up (0: none).
     _caught_up_to: int = 0
+    # A reply the page shows streaming at its last checkpoint: its batches are dropped until
+    # the owner's snapshot of it arrives (they would extend stale text), then followed.
+    _awaiting_snapshot: int = 0
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         """Channels' AsyncConsumer.__call__, except that the channel-layer half survives Redis.
@@ -169,6 +172,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
             )
             self._caught_up_to = messages[-1].pk
             await self.send(text_data=fragments.catch_up(messages))
+            if messages[-1].status == Message.Status.STREAMING:
+                self._awaiting_snapshot = messages[-1].pk
+        elif newest.status == Message.Status.STREAMING:
+            self._awaiting_snapshot = newest.pk
         elif newest.role == Message.Role.ASSISTANT and newest.status != Message.Status.STREAMING:
             await self.send(text_data=fragments.for_event(ReplyFinished(message=newest)))
 
@@ -275,19 +282,22 @@ class ChatConsumer(AsyncWebsocketConsumer):
             # must still see the turn appear and end.
             if self.peers or not isinstance(event, TextBatch):
                 # Only a turn's start differs for other tabs; a batch is rendered once.
-                turn = 0
+                tags: dict[str, int] = {}
                 if isinstance(event, TurnStarted):
                     html = fragments.for_event(event, for_owner=False)
-                    turn = event.assistant_message.pk
-                await self._fan_out(html, turn=turn)
+                    tags["turn"] = event.assistant_message.pk
+                elif isinstance(event, TextBatch):
+                    tags["batch"] = event.message_id
+                await self._fan_out(html, **tags)
             if isinstance(event, ReplyFinished):
                 self._fanned_out = []
 
-    async def _fan_out(self, html: str, *, turn: int = 0) -> None:
+    async def _fan_out(self, html: str, **tags: int) -> None:
+        """Send a frame to the other tabs, tagged with the turn or reply it belongs to."""
         try:
             await control.group_send(
                 self.conversation.pk,
-                {"type": "chat.fragment", "html": html, "sender": self.channel_name, "turn": turn},
+                {"type": "chat.fragment", "html": html, "sender": self.channel_name, **tags},
             )
         except control.LayerUnavailable:
             logger.warning("conversation %s: could not update other tabs", self.conversation.pk)
@@ -311,7 +321,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
                     # Everything fanned out from now on reaches the newcomer after this snapshot.
                     html = fragments.snapshot(self.reply.message, "".join(self._fanned_out))
                     await control.send(
-                        event["sender"], {"type": "chat.fragment", "html": html, "sender": ""}
+                        event["sender"],
+                        {
+                            "type": "chat.fragment",
+                            "html": html,
+                            "sender": "",
+                            "snapshot": self.reply.message.pk,
+                        },
                     )
             except control.LayerUnavailable:
                 logger.warning("conversation %s: could not greet a new tab", self.conversation.pk)
@@ -324,6 +340,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
             return
         if event.get("turn", 0) and event["turn"] <= self._caught_up_to:
             return  # that turn is already on the page (sent by _catch_up)
+        if self._awaiting_snapshot:
+            if event.get("snapshot") == self._awaiting_snapshot:
+                self._awaiting_snapshot = 0
+            elif event.get("batch") == self._awaiting_snapshot:
+                return  # the snapshot on its way includes this text
         await self.send(text_data=event["html"])
 
     async def chat_stop(self, event: dict[str, Any]) -> None:

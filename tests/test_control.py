@@ -104,6 +104,11 @@ async def test_a_page_rendered_before_a_turn_started_is_caught_up_when_its_socke
     assert seen_by_follower(late.frames, reply_id) == saved.content == owner.text_sent(reply_id)
     # The turn was added to that page once: by the catch-up, not again by its start frame.
     assert not any('id="messages" hx-swap-oob="beforeend"' in f for f in late.frames)
+    # Its checkpointed text was never extended by live batches before the owner's snapshot.
+    snapshot = f'id="msg-{reply_id}" class="msg msg--assistant msg--streaming" hx-swap-oob'
+    first_snapshot = next(i for i, f in enumerate(late.frames) if snapshot in f)
+    first_batch = next(i for i, f in enumerate(late.frames) if f'id="msg-{reply_id}-body" hx' in f)
+    assert first_snapshot < first_batch
 
     # A page that is up to date gets no catch-up.
     current = await chat_socket(conversation, user, after=reply_id)
