@@ -26,6 +26,9 @@ from .models import Message
 
 logger = logging.getLogger(__name__)
 
+# While waiting for an owner's answer, how often to look whether the reply ended anyway.
+ANSWER_POLL = 0.1
+
 Outcome = Literal["stopped", "finished", "nothing", "orphan", "unavailable"]
 
 
@@ -141,17 +144,42 @@ async def request_stop(
         )
         # The timeout outside: its TimeoutError means "no answer", not "Redis is down".
         async with asyncio.timeout(settings.CHAT_STOP_ANSWER_TIMEOUT):
-            with layer_errors():
-                answer = await layer.receive(reply_channel)
+            answer = await _answer(layer, reply_channel, streaming.pk)
     except LayerUnavailable:
         logger.warning("stop for conversation %s: the channel layer is unreachable", cid)
         return StopResult("unavailable", cid, message_id=streaming.pk)
     except TimeoutError:
         return await _close_orphan(cid, streaming.pk)
-    if answer["outcome"] == "stopped":
+    if answer is not None and answer["outcome"] == "stopped":
         return StopResult("stopped", cid, message_id=streaming.pk, chars=answer["chars"])
     message = await database_sync_to_async(selectors.message_by_id)(message_id=streaming.pk)
     return StopResult("finished", cid, message_id=message.pk, chars=len(message.content))
+
+
+async def _answer(layer: Any, reply_channel: str, message_id: int) -> dict[str, Any] | None:
+    """The owner's answer, or None if the reply ended without one.
+
+    An owner that is going away (its tab closed or reloading) ends its reply itself but reads
+    no more events, so it never answers: once the reply is no longer streaming, stop waiting.
+    """
+    receive = asyncio.ensure_future(layer.receive(reply_channel))
+    try:
+        while True:
+            done, _ = await asyncio.wait([receive], timeout=ANSWER_POLL)
+            if not done:
+                message = await database_sync_to_async(selectors.message_by_id)(
+                    message_id=message_id
+                )
+                if message.status == Message.Status.STREAMING:
+                    continue
+                # Ended: an owner that does answer is a moment behind its save.
+                done, _ = await asyncio.wait([receive], timeout=ANSWER_POLL)
+                if not done:
+                    return None
+            with layer_errors():
+                return receive.result()
+    finally:
+        receive.cancel()
 
 
 async def _close_orphan(cid: str, message_id: int) -> StopResult:

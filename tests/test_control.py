@@ -265,3 +265,26 @@ def test_reaper_closes_only_replies_whose_heartbeat_is_stale(
     )
     assert stale.tokens_estimated
     assert live.status == "streaming"
+
+
+async def test_a_stop_racing_the_owners_reload_answers_without_waiting_for_the_timeout(
+    fake_anthropic: FakeAnthropicServer,
+    chat_socket: SocketFactory,
+    conversation: Conversation,
+    user: User,
+) -> None:
+    # The owner tab closes (a reload): it ends its reply itself but reads no more events, so
+    # the other tab's Stop must notice the reply ended instead of waiting for an answer.
+    fake_anthropic.reset(SLOW)
+    one = await chat_socket(conversation, user, after=0)
+    two = await chat_socket(conversation, user, after=0)
+    await one.send("send", "Go")
+    _, reply_id = await one.turn_started()
+    await two.until(rf'id="msg-{reply_id}-body" hx-swap-oob="beforeend"')
+    await one.comm.send_input({"type": "websocket.disconnect", "code": 1001})
+    started = time.monotonic()
+    await two.send("stop")
+    await two.until(r'id="notice" class="notice notice--')
+    assert time.monotonic() - started < 1.0  # not CHAT_STOP_ANSWER_TIMEOUT (2 s)
+    saved = await Message.objects.aget(pk=reply_id)
+    assert saved.stop_reason == Message.StopReason.DISCONNECT

@@ -67,8 +67,24 @@
     var input = byId("composer-input");
     if (hadFocus && input && document.activeElement !== input) { input.focus(); }
     var messages = byId("messages");
+    if (messages) { keepInOrder(messages); }
     if (messages && nearBottom) { messages.scrollTop = messages.scrollHeight; }
   });
+
+  // Another tab's turn can reach this page after this tab's own, newer turn (the socket was
+  // busy with its own Stop & Send while that turn's frame waited for it). Message ids grow
+  // with time, so put the bubbles back in id order.
+  function messageId(el) { return parseInt((el.id || "").slice(4), 10) || 0; }
+  function keepInOrder(list) {
+    var items = Array.prototype.slice.call(list.children);
+    for (var i = 1; i < items.length; i++) {
+      if (messageId(items[i]) < messageId(items[i - 1])) {
+        items.sort(function (a, b) { return messageId(a) - messageId(b); });
+        items.forEach(function (el) { list.appendChild(el); });
+        return;
+      }
+    }
+  }
 
   function setConnection(state, text) {
     var el = byId("connection");
