@@ -169,7 +169,15 @@ def send_with_enter(page: Page, text: str) -> tuple[int, int]:
 
 
 def body(page: Page, message_id: int) -> str:
-    """The bubble's text exactly as in the DOM (no trimming, unlike inner_text)."""
+    """The bubble's text exactly as on the page (no trimming, unlike inner_text): a streaming
+    bubble's text, or the Markdown source a finished reply carries beside its rendering
+    (whose own text must agree with it, whitespace aside)."""
+    source = page.locator(f"#msg-{message_id} template.msg-source")
+    if source.count():
+        text = source.evaluate("t => t.content.textContent")
+        rendered = page.locator(f"#msg-{message_id}-body").text_content() or ""
+        assert " ".join(rendered.split()) == " ".join(text.split()) or "`" in text or "*" in text
+        return text
     return page.locator(f"#msg-{message_id}-body").text_content() or ""
 
 
@@ -643,3 +651,42 @@ def test_stop_works_through_http_when_the_socket_is_down(
     assert (saved["status"], saved["stop_reason"]) == ("interrupted", "user_stop")
     record = assert_upstream_cut(fake, "(socket down)", "")
     assert record.text_written.startswith(saved["content"])
+
+
+# --------------------------------------------------------------------------------------------
+# Rendering
+# --------------------------------------------------------------------------------------------
+
+MARKDOWN_REPLY = (
+    "Here is **bold** text.\n\n```python\nprint(42)\n```\n\n[evil](javascript:window.__xss=3)"
+)
+
+
+def test_a_finished_reply_renders_markdown_highlights_code_and_copies_it(
+    new_context: ContextFactory, live_app: LiveApp, fake: FakeAnthropicControl
+) -> None:
+    context = new_context(permissions=["clipboard-read", "clipboard-write"])
+    page = context.new_page()
+    sign_in(page, live_app)
+    new_chat(page)
+    directive = f"[[fake:text={MARKDOWN_REPLY},deltas=6,interval=0.01]]"
+    _, reply = send_with_enter(page, f"{directive} Show me some code. (markdown)")
+    expect_complete(page, reply)
+
+    bubble = page.locator(f"#msg-{reply}-body")
+    expect(bubble.locator("strong")).to_have_text("bold")
+    expect(bubble.locator(".code-block .code-lang")).to_have_text("python")
+    expect(bubble.locator(".code-block code .nb")).to_have_text("print")  # highlighted
+    # The hostile link is plain text, and clicking around runs nothing.
+    assert bubble.locator("a").count() == 0
+    expect(bubble).to_contain_text("[evil](javascript:window.__xss=3)")
+    assert page.evaluate("window.__xss") is None
+
+    bubble.locator(".code-block .copy-btn").click()
+    expect(bubble.locator(".code-block .copy-btn")).to_have_text("Copied")
+    assert page.evaluate("navigator.clipboard.readText()") == "print(42)\n"
+    page.locator(f"#msg-{reply} .copy-msg").click()
+    copied = page.evaluate("navigator.clipboard.readText()")
+    assert copied == db_message(live_app, reply)["content"]
+    assert copied.startswith("Here is **bold** text.")
+    page.locator(f"#msg-{reply}").screenshot(path=str(SCREENSHOTS / "reply-markdown.png"))

@@ -52,11 +52,20 @@ FAST = FakeConfig(interval=0.005, deltas=20)
 
 TURN = 'id="messages" hx-swap-oob="beforeend"'
 CATCH_UP = 'id="messages" hx-swap-oob="innerHTML"'  # the whole list, for a page behind
+# A bubble's text: the plain body (user messages, streaming replies), or the Markdown source
+# that a finished reply carries next to its rendered body.
 ARTICLE = re.compile(
     r'<article id="msg-(?P<id>\d+)" class="msg msg--(?P<role>\w+) msg--(?P<status>\w+)"'
-    r'[^>]*>.*?<div class="msg-body" id="msg-(?P=id)-body"[^>]*>(?P<body>.*?)</div>',
+    r'[^>]*>.*?(?:<div class="msg-body" id="msg-(?P=id)-body"[^>]*>(?P<body>.*?)</div>'
+    r'|<template class="msg-source">(?P<source>.*?)</template>)',
     re.DOTALL,
 )
+
+
+def article_text(match: re.Match[str]) -> str:
+    return html.unescape(match["body"] if match["body"] is not None else match["source"])
+
+
 COMPOSER = re.compile(r'<div id="composer-actions" class="composer-actions" data-streaming="(\w+)"')
 REFUSED = "Stop &amp; Send to stop it"  # both "a reply is streaming" notices say this
 SENTINEL = '{"action": "sentinel"}'  # an unknown action: answered by a notice, in frame order
@@ -126,7 +135,7 @@ class TabView:
         """As htmx swaps it: a turn appends; other articles and batches need their target."""
         appended = TURN in frame
         articles = [
-            (int(m["id"]), Bubble(m["role"], m["status"], html.unescape(m["body"])))
+            (int(m["id"]), Bubble(m["role"], m["status"], article_text(m)))
             for m in ARTICLE.finditer(frame)
         ]
         if CATCH_UP in frame:
@@ -178,7 +187,7 @@ class Tab:
         for frame in self.sock.frames:
             if TURN in frame:
                 for m in ARTICLE.finditer(frame):
-                    text = html.unescape(m["body"])
+                    text = article_text(m)
                     if m["role"] == "user" and text in mine:
                         texts.append(text)
         return texts

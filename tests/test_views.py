@@ -81,7 +81,7 @@ def test_conversation_page_shows_history_marker_and_usage(
     page = client.get(
         reverse("chat:conversation_detail", kwargs={"conversation_id": conversation.pk})
     ).content.decode()
-    assert "Partial ans</div>" in page
+    assert "<p>Partial ans</p></div>" in page
     assert "[Interrupted]" in page
     assert "~3 out" in page
 

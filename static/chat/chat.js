@@ -46,6 +46,26 @@
     });
   }, true);
 
+  // Copy buttons: a code block copies its code, a reply's button its Markdown source.
+  document.addEventListener("click", function (event) {
+    var button = event.target && event.target.closest ? event.target.closest(".copy-btn") : null;
+    if (!button) { return; }
+    var text = "";
+    var block = button.closest(".code-block");
+    var article = button.closest("article");
+    if (block) {
+      text = block.querySelector("code").textContent;
+    } else if (article && article.querySelector("template.msg-source")) {
+      text = article.querySelector("template.msg-source").content.textContent;
+    }
+    if (!navigator.clipboard) { return; }
+    navigator.clipboard.writeText(text).then(function () {
+      var label = button.textContent;
+      button.textContent = "Copied";
+      setTimeout(function () { button.textContent = label; }, 1500);
+    });
+  });
+
   document.addEventListener("submit", function (event) {
     if (event.target && event.target.id === "composer") {
       event.preventDefault();

@@ -1,0 +1,76 @@
+"""Model output as safe HTML: Markdown (markdown-it-py), code (Pygments), sanitized (nh3).
+
+Only a finished reply is rendered (the streaming bubble shows plain escaped text, so it never
+re-renders and never jumps). Raw HTML in the model's Markdown is shown as text, links are
+limited to http(s) and mailto, and nh3 removes anything outside a small allowlist afterwards,
+so a prompt-injected reply cannot run script in the page.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import nh3
+from django.template.loader import render_to_string
+from django.utils.safestring import SafeString, mark_safe
+from markdown_it import MarkdownIt
+from pygments import highlight
+from pygments.formatters import HtmlFormatter
+from pygments.lexers import TextLexer, get_lexer_by_name
+from pygments.util import ClassNotFound
+
+ALLOWED_TAGS = {
+    "p", "br", "hr", "strong", "em", "del", "s", "code", "pre", "blockquote", "a",
+    "ul", "ol", "li", "h1", "h2", "h3", "h4", "h5", "h6",
+    "table", "thead", "tbody", "tr", "th", "td", "span", "div", "button",
+}  # fmt: skip
+ALLOWED_ATTRIBUTES = {
+    "a": {"href", "title"},
+    "ol": {"start"},
+    "th": {"style"},
+    "td": {"style"},
+    "span": {"class"},
+    "div": {"class"},
+    "code": {"class"},
+    "pre": {"class"},
+    "button": {"class", "type", "title", "aria-label"},
+}
+ALLOWED_SCHEMES = {"http", "https", "mailto"}
+
+_formatter = HtmlFormatter(nowrap=True, classnames=None)
+
+
+def _fence(renderer: Any, tokens: list[Any], idx: int, options: Any, env: Any) -> str:
+    token = tokens[idx]
+    language = (token.info or "").strip().split(maxsplit=1)[0] if token.info else ""
+    try:
+        lexer = get_lexer_by_name(language) if language else TextLexer()
+    except ClassNotFound:
+        lexer = TextLexer()
+    code = mark_safe(highlight(token.content, lexer, _formatter))  # Pygments escapes the code
+    return render_to_string("chat/_code_block.html", {"code": code, "language": language})
+
+
+def _parser() -> MarkdownIt:
+    md = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
+    md.enable(["table", "strikethrough"])
+    md.add_render_rule("fence", _fence)
+    md.add_render_rule("code_block", _fence)
+    return md
+
+
+_md = _parser()
+
+
+def render_markdown(text: str) -> SafeString:
+    """The reply's Markdown as sanitized HTML."""
+    html = _md.render(text)
+    clean = nh3.clean(
+        html,
+        tags=ALLOWED_TAGS,
+        attributes=ALLOWED_ATTRIBUTES,
+        url_schemes=ALLOWED_SCHEMES,
+        link_rel="noopener noreferrer nofollow",
+        strip_comments=True,
+    )
+    return mark_safe(clean.strip())  # sanitized by nh3 just above

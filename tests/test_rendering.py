@@ -1,0 +1,80 @@
+"""Finished replies are rendered from Markdown, highlighted, and sanitized (chat/rendering.py)."""
+
+from __future__ import annotations
+
+from html.parser import HTMLParser
+
+import pytest
+
+from chat.rendering import render_markdown
+
+
+def test_markdown_renders_paragraphs_emphasis_lists_and_tables() -> None:
+    html = render_markdown(
+        "Hello **world**, *you*.\n\n- one\n- two\n\n| a | b |\n|---|---|\n| 1 | 2 |"
+    )
+    assert "<p>Hello <strong>world</strong>, <em>you</em>.</p>" in html
+    assert "<ul>" in html and "<li>one</li>" in html
+    assert "<table>" in html and "<td>1</td>" in html
+
+
+def test_code_blocks_are_highlighted_escaped_and_get_a_copy_button() -> None:
+    html = render_markdown('```python\nprint("<b>hi</b>")\n```')
+    assert 'class="code-block"' in html and 'class="copy-btn"' in html
+    assert '<span class="code-lang">python</span>' in html
+    assert '<span class="nb">print</span>' in html  # Pygments token classes
+    assert "&lt;b&gt;hi&lt;/b&gt;" in html and "<b>" not in html
+
+
+def test_an_unknown_language_is_shown_as_plain_code() -> None:
+    html = render_markdown("```no-such-language\nx = 1\n```")
+    assert "x = 1" in html
+
+
+HOSTILE = [
+    "<script>alert(1)</script>",
+    '<img src=x onerror="alert(1)">',
+    "[click](javascript:alert(1))",
+    "[click](JaVaScRiPt:alert(1))",
+    "[click](data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==)",
+    "![img](javascript:alert(1))",
+    '![img](x" onerror="alert(1))',
+    '<a href="javascript:alert(1)">x</a>',
+    "<iframe src=https://evil.example></iframe>",
+    "<div onclick=alert(1)>unclosed",
+    "&lt;script&gt;alert(1)&lt;/script&gt;",
+    '[x](https://ok.example "title" onmouseover=alert(1))',
+    "<svg><script>alert(1)</script></svg>",
+    "<style>body{display:none}</style>",
+    "x" * 20000,
+]
+
+
+class Elements(HTMLParser):
+    """Every real element and its attributes, as a browser's parser sees them."""
+
+    def __init__(self, html: str) -> None:
+        super().__init__()
+        self.found: list[tuple[str, dict[str, str | None]]] = []
+        self.feed(html)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.found.append((tag, dict(attrs)))
+
+
+@pytest.mark.parametrize("text", HOSTILE)
+def test_hostile_markdown_and_html_never_become_active_markup(text: str) -> None:
+    elements = Elements(render_markdown(text)).found
+    # Only allowlisted elements exist (anything else was escaped into text or removed) ...
+    assert {tag for tag, _ in elements} <= {"p", "a", "div", "span", "pre", "code", "button"}
+    for tag, attrs in elements:
+        # ... with no event-handler attribute, and links only to http(s) and mailto.
+        assert not [name for name in attrs if name.startswith("on")], (tag, attrs)
+        if tag == "a":
+            assert (attrs.get("href") or "").startswith(("http://", "https://", "mailto:"))
+
+
+def test_links_open_safely() -> None:
+    html = render_markdown("[site](https://example.com)")
+    assert 'href="https://example.com"' in html
+    assert 'rel="noopener noreferrer nofollow"' in html
