@@ -690,3 +690,53 @@ def test_a_finished_reply_renders_markdown_highlights_code_and_copies_it(
     assert copied == db_message(live_app, reply)["content"]
     assert copied.startswith("Here is **bold** text.")
     page.locator(f"#msg-{reply}").screenshot(path=str(SCREENSHOTS / "reply-markdown.png"))
+
+
+# --------------------------------------------------------------------------------------------
+# While a reply streams
+# --------------------------------------------------------------------------------------------
+
+
+def test_the_streaming_bubble_shows_its_status_elapsed_time_and_characters_then_usage(
+    page: Page, live_app: LiveApp, fake: FakeAnthropicControl
+) -> None:
+    sign_in(page, live_app)
+    new_chat(page)
+    _, reply = send_with_enter(page, "[[fake:first_delay=1.2,deltas=60]] Slow start. (status)")
+    status = page.locator(f"#msg-{reply} .live-status")
+    expect(status).to_contain_text("connecting…")
+    expect(status).to_contain_text(re.compile(r"streaming · \d+\.\d s · [\d,]+ characters"))
+    first = status.text_content() or ""
+    page.wait_for_timeout(400)
+    later = status.text_content() or ""
+    chars = [int(re.sub(r"\D", "", t.rsplit("·", 1)[1])) for t in (first, later)]
+    assert chars[1] > chars[0], (first, later)
+    expect_complete(page, reply)
+    meta = page.locator(f"#msg-{reply} .msg-meta")
+    expect(meta).to_contain_text(re.compile(r"first token (1[2-9]\d\d|[2-9]\d\d\d) ms"))
+    expect(meta).to_contain_text(re.compile(r"\d+ in · 60 out"))
+
+
+def test_auto_scroll_follows_the_reply_unless_the_user_scrolled_up(
+    page: Page, live_app: LiveApp, fake: FakeAnthropicControl
+) -> None:
+    page.set_viewport_size({"width": 900, "height": 500})
+    sign_in(page, live_app)
+    new_chat(page)
+    _, reply = send_with_enter(page, "A long one, please. (scroll)")
+    messages = page.locator("#messages")
+    wait_for_text(page, reply, 800)  # taller than the list: the list scrolls
+    at_bottom = "m => m.scrollHeight - m.scrollTop - m.clientHeight < 80"
+    assert messages.evaluate(at_bottom), "the list did not follow the reply"
+    jump = page.locator("#jump-latest")
+    expect(jump).to_be_hidden()
+
+    messages.evaluate("m => { m.scrollTop = 0; }")
+    page.wait_for_timeout(300)
+    assert messages.evaluate("m => m.scrollTop") == 0, "the list jumped back down while reading"
+    expect(jump).to_be_visible()
+    jump.click()
+    assert messages.evaluate(at_bottom)
+    expect(jump).to_be_hidden()
+    page.keyboard.press("Escape")
+    expect_interrupted(page, reply)

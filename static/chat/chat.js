@@ -89,7 +89,40 @@
     var messages = byId("messages");
     if (messages) { keepInOrder(messages); }
     if (messages && nearBottom) { messages.scrollTop = messages.scrollHeight; }
+    var jump = byId("jump-latest");
+    if (jump && messages && !nearBottom) { jump.hidden = false; }
+    updateLiveStatus();
   });
+
+  // Follow the reply unless the user scrolled up to read; then offer a way back down.
+  document.addEventListener("click", function (event) {
+    if (!event.target || event.target.id !== "jump-latest") { return; }
+    var messages = byId("messages");
+    if (messages) { messages.scrollTop = messages.scrollHeight; }
+    event.target.hidden = true;
+  });
+  document.addEventListener("scroll", function (event) {
+    var messages = byId("messages");
+    var jump = byId("jump-latest");
+    if (event.target !== messages || !jump) { return; }
+    if (messages.scrollHeight - messages.scrollTop - messages.clientHeight < 80) { jump.hidden = true; }
+  }, true);
+
+  // A streaming reply's footer: connecting (no text yet), then elapsed time and characters.
+  var chat = byId("chat");
+  var skewMs = chat && chat.dataset.serverNow ? Date.now() - Number(chat.dataset.serverNow) * 1000 : 0;
+  function updateLiveStatus() {
+    var items = document.querySelectorAll("article.msg--streaming .live-status");
+    for (var i = 0; i < items.length; i++) {
+      var article = items[i].closest("article");
+      var text = article.querySelector(".msg-body").textContent;
+      var seconds = Math.max(0, (Date.now() - skewMs) / 1000 - Number(items[i].dataset.started));
+      items[i].textContent = text.length === 0
+        ? "connecting… " + seconds.toFixed(1) + " s"
+        : "streaming · " + seconds.toFixed(1) + " s · " + text.length.toLocaleString() + " characters";
+    }
+  }
+  setInterval(updateLiveStatus, 250);
 
   // Another tab's turn can reach this page after this tab's own, newer turn (the socket was
   // busy with its own Stop & Send while that turn's frame waited for it). Message ids grow
