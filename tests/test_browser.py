@@ -740,3 +740,34 @@ def test_auto_scroll_follows_the_reply_unless_the_user_scrolled_up(
     expect(jump).to_be_hidden()
     page.keyboard.press("Escape")
     expect_interrupted(page, reply)
+
+
+def test_after_the_socket_drops_the_page_reconnects_and_shows_the_true_state(
+    page: Page, live_app: LiveApp, fake: FakeAnthropicControl
+) -> None:
+    # The first socket is relayed and then dropped on the page's side only (the server's side,
+    # which owns the reply, lives on and finishes it); the page's reconnection goes through.
+    routes: list[Any] = []
+
+    def relay(ws: Any) -> None:
+        ws.connect_to_server()
+        if not routes:
+            ws.on_close(lambda code, reason: None)  # the page side closing keeps the server side
+        routes.append(ws)
+
+    page.route_web_socket(re.compile(r"/ws/chat/"), relay)
+    sign_in(page, live_app)
+    new_chat(page)
+    _, reply = send_with_enter(page, "[[fake:deltas=80]] Finish while I am away. (reconnect)")
+    watch_text_grow(page, reply, observations=1)
+
+    routes[0].close()
+    expect(page.locator("#connection")).to_contain_text("reconnecting")
+    # Meanwhile the reply finishes on the server; the page missed its end.
+    upstream_request(fake, "(reconnect)", finished=True)
+    expect(page.locator("#connection")).to_have_attribute("data-state", "open", timeout=15_000)
+    assert len(routes) >= 2
+
+    expect_complete(page, reply)
+    assert body(page, reply) == db_message(live_app, reply)["content"] != ""
+    expect(page.locator("#send-button")).to_have_text("Send")

@@ -143,8 +143,20 @@
     var el = byId("connection");
     if (el) { el.dataset.state = state; el.textContent = text; }
   }
-  document.addEventListener("htmx:wsOpen", function () { setConnection("open", "connected"); });
-  document.addEventListener("htmx:wsClose", function () { setConnection("closed", "disconnected, reconnecting…"); });
+  // htmx's WebSocket extension reconnects by itself only after an abnormal closure (1006, 1011,
+  // 1012, 1013); a server that restarts for a deploy closes cleanly (1000, 1001), so the page
+  // reconnects then too, backing off. On reconnecting it is sent the true state (a catch-up).
+  var retries = 0;
+  var SELF_RECONNECTING = [1006, 1011, 1012, 1013];
+  document.addEventListener("htmx:wsOpen", function () { retries = 0; setConnection("open", "connected"); });
+  document.addEventListener("htmx:wsClose", function (event) {
+    setConnection("closed", "disconnected, reconnecting…");
+    var detail = event.detail || {};
+    var code = detail.event ? detail.event.code : 0;
+    if (!detail.socketWrapper || SELF_RECONNECTING.indexOf(code) >= 0) { return; }
+    var delay = Math.min(10000, 500 * Math.pow(2, retries++)) * (0.5 + Math.random() / 2);
+    setTimeout(function () { detail.socketWrapper.reconnect(); }, delay);
+  });
   document.addEventListener("htmx:wsError", function () { setConnection("closed", "connection error"); });
 
   document.addEventListener("DOMContentLoaded", function () {
