@@ -199,7 +199,9 @@ def manage(env: Mapping[str, str], *args: str, timeout: float = 60.0) -> str:
     return result.stdout
 
 
-def create_user(env: Mapping[str, str], username: str, password: str) -> None:
+def create_user(
+    env: Mapping[str, str], username: str, password: str, *, staff: bool = False
+) -> None:
     """Create (or reset the password of) a user in that environment's database."""
     code = (
         "import sys\n"
@@ -207,6 +209,7 @@ def create_user(env: Mapping[str, str], username: str, password: str) -> None:
         "User = get_user_model()\n"
         "user, _ = User.objects.get_or_create(username=sys.argv[1])\n"
         "user.set_password(sys.argv[2])\n"
+        f"user.is_staff = user.is_superuser = {staff!r}\n"
         "user.save()\n"
     )
     script = "import django\ndjango.setup()\n" + code

@@ -771,3 +771,57 @@ def test_after_the_socket_drops_the_page_reconnects_and_shows_the_true_state(
     expect_complete(page, reply)
     assert body(page, reply) == db_message(live_app, reply)["content"] != ""
     expect(page.locator("#send-button")).to_have_text("Send")
+
+
+# --------------------------------------------------------------------------------------------
+# Signing up and in
+# --------------------------------------------------------------------------------------------
+
+
+def test_a_newcomer_signs_up_with_clear_errors_and_lands_ready_to_chat(
+    page: Page, live_app: LiveApp
+) -> None:
+    page.goto("/")
+    page.wait_for_url(re.compile(r"/accounts/login/"))
+    page.get_by_role("link", name="Create an account").click()
+    expect(page.get_by_role("heading", name="Create an account")).to_be_visible()
+    expect(page.locator(".help-text").first).to_be_visible()  # the rules, before any mistake
+
+    name = f"newcomer{int(time.time() * 1000)}"
+    page.get_by_label("Username").fill(name)
+    page.get_by_label("Password", exact=True).fill("a-long-passphrase-42")
+    page.get_by_label("Password confirmation").fill("a-different-one-42")
+    page.get_by_role("button", name="Create account").click()
+    expect(page.get_by_role("alert")).to_contain_text("match")
+    page.screenshot(path=str(SCREENSHOTS / "signup-error.png"), full_page=True)
+
+    page.get_by_label("Password", exact=True).fill("a-long-passphrase-42")
+    page.get_by_label("Password confirmation").fill("a-long-passphrase-42")
+    page.get_by_role("button", name="Create account").click()
+    page.wait_for_url(re.compile(r"/conversations/$"))
+    expect(page.locator(".whoami")).to_have_text(name)
+    expect(page.get_by_role("link", name="Admin")).to_have_count(0)  # not staff
+    new_chat(page)
+
+    # Signed out, a wrong password gets a clear message and keeps the username.
+    page.get_by_role("button", name="Sign out").click()
+    page.goto("/accounts/login/")
+    page.get_by_label("Username").fill(name)
+    page.get_by_label("Password").fill("wrong-password")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("alert")).to_contain_text("correct username and password")
+    expect(page.get_by_label("Username")).to_have_value(name)
+
+
+def test_staff_reach_the_admin_from_the_page(page: Page, live_app: LiveApp) -> None:
+    from tests.live import create_user
+
+    create_user(live_app.env, "staffer", "staff-password-123", staff=True)
+    page.goto("/accounts/login/")
+    page.get_by_label("Username").fill("staffer")
+    page.get_by_label("Password").fill("staff-password-123")
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(re.compile(r"/conversations/$"))
+    page.get_by_role("link", name="Admin").click()
+    expect(page).to_have_title(re.compile("administration", re.IGNORECASE))
+    expect(page.get_by_role("link", name="Reply metrics")).to_be_visible()
