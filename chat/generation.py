@@ -273,8 +273,11 @@ class Reply:
 
 
 def _begin_turn(
-    conversation: Conversation, text: str, model: str, owner_channel: str
+    conversation: Conversation, text: str, owner_channel: str
 ) -> tuple[Message, Message, list[ChatTurn]]:
+    # The socket's copy may predate a change of model or system prompt: read them now.
+    conversation.refresh_from_db(fields=["model", "system_prompt", "title"])
+    model = conversation.model or settings.CHAT_MODEL
     user_message, assistant_message = services.turn_start(
         conversation=conversation,
         text=text,
@@ -297,9 +300,8 @@ async def start_turn(
     (see chat/control.py). Raises services.ReplyAlreadyStreaming (nothing saved) if a reply
     is already streaming.
     """
-    model = conversation.model or settings.CHAT_MODEL
     user_message, assistant_message, history = await database_sync_to_async(_begin_turn)(
-        conversation, text, model, owner_channel
+        conversation, text, owner_channel
     )
     await sink(TurnStarted(user_message=user_message, assistant_message=assistant_message))
     reply = Reply(

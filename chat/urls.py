@@ -19,6 +19,11 @@ urlpatterns = [
         name="conversation_stop",
     ),
     path(
+        "conversations/<uuid:conversation_id>/settings/",
+        views.conversation_settings,
+        name="conversation_settings",
+    ),
+    path(
         "conversations/<uuid:conversation_id>/",
         views.conversation_detail,
         name="conversation_detail",

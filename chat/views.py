@@ -13,7 +13,8 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from . import selectors, services
-from .models import Message
+from .forms import ConversationSettingsForm
+from .models import Conversation, Message
 from .providers import get_provider
 
 
@@ -56,14 +57,9 @@ def conversation_create(request: HttpRequest) -> HttpResponse:
     return redirect("chat:conversation_detail", conversation_id=conversation.pk)
 
 
-@login_required
-@require_GET
-def conversation_detail(request: HttpRequest, conversation_id: str) -> HttpResponse:
-    conversation = selectors.conversation_for_user(
-        conversation_id=conversation_id, user=request.user
-    )
-    if conversation is None:
-        raise Http404("No such conversation.")
+def _conversation_page(
+    request: HttpRequest, conversation: Conversation, form: ConversationSettingsForm, status: int
+) -> HttpResponse:
     messages = selectors.conversation_messages(conversation=conversation)
     streaming = any(m.status == Message.Status.STREAMING for m in messages)
     return render(
@@ -76,6 +72,36 @@ def conversation_detail(request: HttpRequest, conversation_id: str) -> HttpRespo
             # The socket catches the page up on anything newer (chat/consumers.py).
             "last_message_id": messages[-1].pk if messages else 0,
             "model": conversation.model or settings.CHAT_MODEL,
+            "settings_form": form,
             **_provider_context(),
         },
+        status=status,
     )
+
+
+@login_required
+@require_GET
+def conversation_detail(request: HttpRequest, conversation_id: str) -> HttpResponse:
+    conversation = selectors.conversation_for_user(
+        conversation_id=conversation_id, user=request.user
+    )
+    if conversation is None:
+        raise Http404("No such conversation.")
+    form = ConversationSettingsForm(instance=conversation)
+    return _conversation_page(request, conversation, form, status=200)
+
+
+@login_required
+@require_POST
+def conversation_settings(request: HttpRequest, conversation_id: str) -> HttpResponse:
+    """Save the conversation's model and system prompt (they apply from the next reply)."""
+    conversation = selectors.conversation_for_user(
+        conversation_id=conversation_id, user=request.user
+    )
+    if conversation is None:
+        raise Http404("No such conversation.")
+    form = ConversationSettingsForm(request.POST, instance=conversation)
+    if not form.is_valid():
+        return _conversation_page(request, conversation, form, status=400)
+    form.save()
+    return redirect("chat:conversation_detail", conversation_id=conversation.pk)

@@ -148,6 +148,10 @@ ANTHROPIC_API_KEY = os.environ.get("ANTHROPIC_API_KEY", "")
 ANTHROPIC_BASE_URL = os.environ.get("ANTHROPIC_BASE_URL", "")
 CHAT_PROVIDER = os.environ.get("CHAT_PROVIDER", "anthropic" if ANTHROPIC_API_KEY else "demo")
 CHAT_MODEL = os.environ.get("CHAT_MODEL", "claude-sonnet-4-6")
+# The models a conversation may choose (comma-separated); the default model is always offered.
+_MODELS = env_list("CHAT_MODELS", "claude-sonnet-4-6,claude-opus-4-1,claude-haiku-4-5")
+CHAT_MODELS = list(dict.fromkeys([CHAT_MODEL, *_MODELS]))
+CHAT_MAX_SYSTEM_PROMPT_CHARS = 20000
 CHAT_MAX_TOKENS = int(os.environ.get("CHAT_MAX_TOKENS", "4096"))
 # Tokens are coalesced into at most one frame per this many seconds per reply.
 CHAT_BATCH_INTERVAL = float(os.environ.get("CHAT_BATCH_INTERVAL", "0.03"))

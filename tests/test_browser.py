@@ -825,3 +825,25 @@ def test_staff_reach_the_admin_from_the_page(page: Page, live_app: LiveApp) -> N
     page.get_by_role("link", name="Admin").click()
     expect(page).to_have_title(re.compile("administration", re.IGNORECASE))
     expect(page.get_by_role("link", name="Reply metrics")).to_be_visible()
+
+
+def test_conversation_settings_choose_the_model_and_system_prompt_of_the_next_reply(
+    page: Page, live_app: LiveApp, fake: FakeAnthropicControl
+) -> None:
+    sign_in(page, live_app)
+    new_chat(page)
+    page.locator(".chat-settings summary").click()
+    page.get_by_label("Model").select_option("claude-haiku-4-5")
+    page.get_by_label("System prompt").fill("Answer in one short sentence.")
+    page.get_by_role("button", name="Save settings").click()
+    expect(page.locator(".model-name")).to_contain_text("claude-haiku-4-5")
+    expect(page.locator("#connection")).to_have_attribute("data-state", "open")
+
+    _, reply = send_with_enter(page, f"{QUICK} Hello there. (settings)")
+    expect_complete(page, reply)
+    expect(page.locator("#empty-hint")).to_be_hidden()
+    record = upstream_request(fake, "(settings)", finished=True)
+    assert record.body["model"] == "claude-haiku-4-5"
+    assert "Answer in one short sentence." in str(record.body.get("system"))
+    page.locator(".chat-settings summary").click()
+    page.screenshot(path=str(SCREENSHOTS / "conversation-settings.png"))

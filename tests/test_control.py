@@ -288,3 +288,23 @@ async def test_a_stop_racing_the_owners_reload_answers_without_waiting_for_the_t
     assert time.monotonic() - started < 1.0  # not CHAT_STOP_ANSWER_TIMEOUT (2 s)
     saved = await Message.objects.aget(pk=reply_id)
     assert saved.stop_reason == Message.StopReason.DISCONNECT
+
+
+async def test_new_settings_apply_to_the_next_reply_of_an_already_open_socket(
+    fake_anthropic: FakeAnthropicServer,
+    chat_socket: SocketFactory,
+    conversation: Conversation,
+    user: User,
+) -> None:
+    fake_anthropic.reset(FakeConfig(interval=0.001, deltas=3))
+    sock = await chat_socket(conversation, user)  # opened before the change
+    await Conversation.objects.filter(pk=conversation.pk).aupdate(
+        model="claude-haiku-4-5", system_prompt="Answer like a pirate."
+    )
+    await sock.send("send", "Hello")
+    _, reply_id = await sock.turn_started()
+    assert await sock.finished(reply_id) == "complete"
+    record = await fake_anthropic.await_request()
+    assert record.body["model"] == "claude-haiku-4-5"
+    assert "Answer like a pirate." in str(record.body.get("system"))
+    assert (await Message.objects.aget(pk=reply_id)).model == "claude-haiku-4-5"
