@@ -29,6 +29,7 @@ def for_event(event: ReplyEvent, *, for_owner: bool = True) -> str:
             {
                 "user_message": event.user_message,
                 "assistant_message": event.assistant_message,
+                "title": event.title,
                 "for_owner": for_owner,
             },
         )

@@ -43,6 +43,8 @@ logger = logging.getLogger(__name__)
 class TurnStarted:
     user_message: Message
     assistant_message: Message
+    title: str = ""
+    """The conversation's title (set from the first message), for the page's heading."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,7 +305,13 @@ async def start_turn(
     user_message, assistant_message, history = await database_sync_to_async(_begin_turn)(
         conversation, text, owner_channel
     )
-    await sink(TurnStarted(user_message=user_message, assistant_message=assistant_message))
+    await sink(
+        TurnStarted(
+            user_message=user_message,
+            assistant_message=assistant_message,
+            title=str(conversation),
+        )
+    )
     reply = Reply(
         message=assistant_message,
         history=history,

@@ -842,6 +842,8 @@ def test_conversation_settings_choose_the_model_and_system_prompt_of_the_next_re
     _, reply = send_with_enter(page, f"{QUICK} Hello there. (settings)")
     expect_complete(page, reply)
     expect(page.locator("#empty-hint")).to_be_hidden()
+    # The heading takes the title the first message gave the conversation, without a reload.
+    expect(page.locator("#chat-title")).to_contain_text("Hello there.")
     record = upstream_request(fake, "(settings)", finished=True)
     assert record.body["model"] == "claude-haiku-4-5"
     assert "Answer in one short sentence." in str(record.body.get("system"))
