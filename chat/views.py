@@ -57,6 +57,16 @@ def conversation_create(request: HttpRequest) -> HttpResponse:
     return redirect("chat:conversation_detail", conversation_id=conversation.pk)
 
 
+def _owned_or_404(request: HttpRequest, conversation_id: str) -> Conversation:
+    """The signed-in user's conversation; 404 for anyone else's (never a hint it exists)."""
+    conversation = selectors.conversation_for_user(
+        conversation_id=conversation_id, user=request.user
+    )
+    if conversation is None:
+        raise Http404("No such conversation.")
+    return conversation
+
+
 def _conversation_page(
     request: HttpRequest, conversation: Conversation, form: ConversationSettingsForm, status: int
 ) -> HttpResponse:
@@ -82,11 +92,7 @@ def _conversation_page(
 @login_required
 @require_GET
 def conversation_detail(request: HttpRequest, conversation_id: str) -> HttpResponse:
-    conversation = selectors.conversation_for_user(
-        conversation_id=conversation_id, user=request.user
-    )
-    if conversation is None:
-        raise Http404("No such conversation.")
+    conversation = _owned_or_404(request, conversation_id)
     form = ConversationSettingsForm(instance=conversation)
     return _conversation_page(request, conversation, form, status=200)
 
@@ -95,11 +101,7 @@ def conversation_detail(request: HttpRequest, conversation_id: str) -> HttpRespo
 @require_POST
 def conversation_settings(request: HttpRequest, conversation_id: str) -> HttpResponse:
     """Save the conversation's model and system prompt (they apply from the next reply)."""
-    conversation = selectors.conversation_for_user(
-        conversation_id=conversation_id, user=request.user
-    )
-    if conversation is None:
-        raise Http404("No such conversation.")
+    conversation = _owned_or_404(request, conversation_id)
     form = ConversationSettingsForm(request.POST, instance=conversation)
     if not form.is_valid():
         return _conversation_page(request, conversation, form, status=400)

@@ -620,22 +620,29 @@ def test_a_tab_opened_mid_reply_shows_the_text_so_far_and_follows_the_rest(
     assert_upstream_cut(fake, "(late tab)", saved["content"])
 
 
-def test_stop_works_through_http_when_the_socket_is_down(
-    page: Page, live_app: LiveApp, fake: FakeAnthropicControl
-) -> None:
-    # The page's socket goes through a route the test controls: the first connection is relayed
-    # to the server, every later one (htmx reconnecting) is refused.
+def relay_chat_sockets(page: Page, *, reconnect: bool) -> list[Any]:
+    """Route the page's chat sockets through the test: the first is relayed to the server and
+    closing its page side (``routes[0].close()``) leaves the server side open; later ones
+    (htmx reconnecting) are relayed with ``reconnect``, else refused. The routes, in order."""
     routes: list[Any] = []
 
     def relay(ws: Any) -> None:
-        if routes:
+        if routes and not reconnect:
             ws.close()
             return
         ws.connect_to_server()
-        ws.on_close(lambda code, reason: None)  # the page side closing keeps the server side
+        if not routes:
+            ws.on_close(lambda code, reason: None)  # keep the server side when the page's closes
         routes.append(ws)
 
     page.route_web_socket(re.compile(r"/ws/chat/"), relay)
+    return routes
+
+
+def test_stop_works_through_http_when_the_socket_is_down(
+    page: Page, live_app: LiveApp, fake: FakeAnthropicControl
+) -> None:
+    routes = relay_chat_sockets(page, reconnect=False)
     sign_in(page, live_app)
     new_chat(page)
     _, reply = send_with_enter(page, "Stream for a while. (socket down)")
@@ -745,17 +752,9 @@ def test_auto_scroll_follows_the_reply_unless_the_user_scrolled_up(
 def test_after_the_socket_drops_the_page_reconnects_and_shows_the_true_state(
     page: Page, live_app: LiveApp, fake: FakeAnthropicControl
 ) -> None:
-    # The first socket is relayed and then dropped on the page's side only (the server's side,
-    # which owns the reply, lives on and finishes it); the page's reconnection goes through.
-    routes: list[Any] = []
-
-    def relay(ws: Any) -> None:
-        ws.connect_to_server()
-        if not routes:
-            ws.on_close(lambda code, reason: None)  # the page side closing keeps the server side
-        routes.append(ws)
-
-    page.route_web_socket(re.compile(r"/ws/chat/"), relay)
+    # The first socket will be dropped on the page's side only (the server's side, which owns
+    # the reply, lives on and finishes it); the page's reconnection goes through.
+    routes = relay_chat_sockets(page, reconnect=True)
     sign_in(page, live_app)
     new_chat(page)
     _, reply = send_with_enter(page, "[[fake:deltas=80]] Finish while I am away. (reconnect)")

@@ -320,15 +320,31 @@ async def _wait_final(cluster: Cluster, message_id: int, timeout: float) -> dict
     return row
 
 
+@dataclass
+class LongReply:
+    """A long reply streaming on a process of its own (which the test may kill)."""
+
+    process: DaphneProcess
+    conversation_id: str
+    tab: Tab
+    marker: str
+    message_id: int
+
+
+async def long_reply_on_own_process(cluster: Cluster, name: str) -> LongReply:
+    process = await asyncio.to_thread(cluster.start_process, name)
+    cid = await asyncio.to_thread(cluster.session.new_conversation, process.base_url)
+    tab = await Tab.open(process.base_url, cid, cluster.session)
+    marker = f"{name}-{secrets.token_hex(4)}"
+    message_id = await start_reply(tab, marker, extra="[[fake:deltas=2000]]")
+    return LongReply(process, cid, tab, marker, message_id)
+
+
 async def test_kill_9_mid_reply_leaves_the_checkpointed_text_interrupted_after_the_reaper(
     cluster: Cluster,
 ) -> None:
-    doomed = await asyncio.to_thread(cluster.start_process, "doomed")
-    session = cluster.session
-    cid = await asyncio.to_thread(session.new_conversation, doomed.base_url)
-    tab = await Tab.open(doomed.base_url, cid, session)
-    marker = f"kill-{secrets.token_hex(4)}"
-    message_id = await start_reply(tab, marker, extra="[[fake:deltas=2000]]")
+    reply = await long_reply_on_own_process(cluster, "doomed")
+    doomed, tab, message_id = reply.process, reply.tab, reply.message_id
     await asyncio.sleep(3.0)  # at least one checkpoint
 
     killed_at = time.monotonic()
@@ -349,12 +365,8 @@ async def test_kill_9_mid_reply_leaves_the_checkpointed_text_interrupted_after_t
 async def test_a_process_told_to_stop_saves_its_streaming_reply_before_it_exits(
     cluster: Cluster,
 ) -> None:
-    leaving = await asyncio.to_thread(cluster.start_process, "sigterm")
-    session = cluster.session
-    cid = await asyncio.to_thread(session.new_conversation, leaving.base_url)
-    tab = await Tab.open(leaving.base_url, cid, session)
-    marker = f"sigterm-{secrets.token_hex(4)}"
-    message_id = await start_reply(tab, marker, extra="[[fake:deltas=2000]]")
+    reply = await long_reply_on_own_process(cluster, "sigterm")
+    leaving, tab, marker, message_id = reply.process, reply.tab, reply.marker, reply.message_id
 
     leaving.process.send_signal(signal.SIGTERM)
     await asyncio.to_thread(leaving.process.wait, 15)
@@ -370,13 +382,10 @@ async def test_a_process_told_to_stop_saves_its_streaming_reply_before_it_exits(
 async def test_http_stop_of_a_reply_whose_process_died_closes_it_at_once(
     cluster: Cluster,
 ) -> None:
-    doomed = await asyncio.to_thread(cluster.start_process, "doomed-2")
+    reply = await long_reply_on_own_process(cluster, "orphan")
+    doomed, cid, tab, message_id = reply.process, reply.conversation_id, reply.tab, reply.message_id
     session = cluster.session
-    cid = await asyncio.to_thread(session.new_conversation, doomed.base_url)
-    tab = await Tab.open(doomed.base_url, cid, session)
     watcher = await Tab.open(cluster.b.base_url, cid, session)
-    marker = f"orphan-{secrets.token_hex(4)}"
-    message_id = await start_reply(tab, marker, extra="[[fake:deltas=2000]]")
     await asyncio.sleep(2.5)
     doomed.process.send_signal(signal.SIGKILL)
     doomed.process.wait(timeout=10)

@@ -26,6 +26,12 @@ def test_code_blocks_are_highlighted_escaped_and_get_a_copy_button() -> None:
     assert "&lt;b&gt;hi&lt;/b&gt;" in html and "<b>" not in html
 
 
+def test_hostile_code_in_a_highlighted_block_stays_text() -> None:
+    elements = Elements(render_markdown("```html\n<script>alert(1)</script><img onerror=x>\n```"))
+    assert {tag for tag, _ in elements.found} <= {"div", "span", "button", "pre", "code"}
+    assert all(not name.startswith("on") for _, attrs in elements.found for name in attrs)
+
+
 def test_an_unknown_language_is_shown_as_plain_code() -> None:
     html = render_markdown("```no-such-language\nx = 1\n```")
     assert "x = 1" in html
