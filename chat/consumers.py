@@ -28,11 +28,22 @@ from django.conf import settings
 
 from . import control, fragments, selectors
 from .frames import ClientFrame, FrameError, parse_client_frame
-from .generation import Reply, ReplyEvent, ReplyFinished, TextBatch, TurnStarted, start_turn
+from .generation import (
+    Reply,
+    ReplyEvent,
+    ReplyFinished,
+    TextBatch,
+    TurnKind,
+    TurnStarted,
+    start_turn,
+)
 from .models import Conversation, Message
-from .services import ReplyAlreadyStreaming
+from .services import ReplyAlreadyStreaming, TurnRefused
 
 logger = logging.getLogger(__name__)
+
+#: Close code for a conversation that was deleted: the page does not reconnect (chat.js).
+GONE_CLOSE_CODE = 4404
 
 
 class ChatConsumer(AsyncWebsocketConsumer):
@@ -207,8 +218,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self._stop()
         elif frame.action == "stop_and_send":
             await self._stop_and_send(frame)
-        else:
+        elif frame.action == "send":
             await self._send(frame)
+        else:
+            await self._redo(frame.action, frame.message)
 
     # --- actions from this socket --------------------------------------------------------
 
@@ -254,7 +267,14 @@ class ChatConsumer(AsyncWebsocketConsumer):
             return
         await self._start(frame.message)
 
-    async def _start(self, text: str) -> None:
+    async def _redo(self, kind: TurnKind, text: str) -> None:
+        """Regenerate the last reply, edit the last message and resend, or continue a reply."""
+        if self._streaming():
+            await self._notice("A reply is still streaming: stop it first.", level="error")
+            return
+        await self._start(text, kind=kind)
+
+    async def _start(self, text: str, *, kind: TurnKind = "send") -> None:
         self._fanned_out = []
         try:
             self.reply = await start_turn(
@@ -262,13 +282,20 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 text=text,
                 sink=self._deliver,
                 owner_channel=self.channel_name,
+                kind=kind,
             )
         except ReplyAlreadyStreaming:
             await self._notice(
                 "A reply is already streaming in this conversation (in another tab?). "
-                "Press Stop & Send to stop it and send this; your message is still in the box.",
+                + (
+                    "Press Stop & Send to stop it and send this; your message is still in the box."
+                    if kind == "send"
+                    else "Stop it first."
+                ),
                 level="error",
             )
+        except TurnRefused as exc:
+            await self._notice(str(exc), level="error")
 
     async def _deliver(self, event: ReplyEvent) -> None:
         """The reply's sink: this socket first, then the other tabs when there are any."""
@@ -285,7 +312,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 tags: dict[str, int] = {}
                 if isinstance(event, TurnStarted):
                     html = fragments.for_event(event, for_owner=False)
-                    tags["turn"] = event.assistant_message.pk
+                    if event.kind == "continue":
+                        # Text fanned out for a continued reply starts with what it had.
+                        self._fanned_out = [event.assistant_message.content]
+                    else:
+                        tags["turn"] = event.assistant_message.pk
                 elif isinstance(event, TextBatch):
                     tags["batch"] = event.message_id
                 await self._fan_out(html, **tags)
@@ -346,6 +377,14 @@ class ChatConsumer(AsyncWebsocketConsumer):
             elif event.get("batch") == self._awaiting_snapshot:
                 return  # the snapshot on its way includes this text
         await self.send(text_data=event["html"])
+
+    async def chat_gone(self, event: dict[str, Any]) -> None:
+        """The conversation was deleted (chat/views_conversations.py): say so and close."""
+        if self._streaming():
+            assert self.reply is not None
+            await self._stop_own(Message.StopReason.USER_STOP)
+        await self.send(text_data=fragments.gone())
+        await self.close(code=GONE_CLOSE_CODE)
 
     async def chat_stop(self, event: dict[str, Any]) -> None:
         """A stop sent to this socket as the reply's owner (chat/control.py): stop, then answer."""

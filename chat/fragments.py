@@ -10,7 +10,7 @@ import copy
 
 from django.template.loader import render_to_string
 
-from .generation import ReplyEvent, ReplyFinished, TextBatch, TurnStarted
+from .generation import ReplyEvent, ReplyFinished, TextBatch, TitleChanged, TurnStarted
 from .models import Message
 
 FRAMES = "chat/frames.html"
@@ -19,6 +19,8 @@ FRAMES = "chat/frames.html"
 def for_event(event: ReplyEvent, *, for_owner: bool = True) -> str:
     """The frame for one reply event. Other tabs get the same, except that starting a turn
     does not empty their composer (they may hold a draft of their own)."""
+    if isinstance(event, TitleChanged):
+        return render_to_string(f"{FRAMES}#title_changed", {"title": event.title})
     if isinstance(event, TextBatch):
         return render_to_string(
             f"{FRAMES}#text_batch", {"message_id": event.message_id, "text": event.text}
@@ -30,17 +32,27 @@ def for_event(event: ReplyEvent, *, for_owner: bool = True) -> str:
                 "user_message": event.user_message,
                 "assistant_message": event.assistant_message,
                 "title": event.title,
-                "for_owner": for_owner,
+                "kind": event.kind,
+                "removed": event.removed,
+                # Only a new message empties the composer; an edit is made in its own box.
+                "clear_composer": for_owner and event.kind == "send",
             },
         )
     if isinstance(event, ReplyFinished):
-        return render_to_string(f"{FRAMES}#reply_finished", {"message": event.message})
+        return render_to_string(
+            f"{FRAMES}#reply_finished", {"message": event.message, "usage": event.usage}
+        )
     raise TypeError(f"no fragment for {event!r}")
 
 
 def notice(text: str, *, level: str = "info") -> str:
     """A short message for the user in the page's notice area (errors included)."""
     return render_to_string(f"{FRAMES}#notice", {"text": text, "level": level})
+
+
+def gone() -> str:
+    """The conversation was deleted while this page was open."""
+    return render_to_string(f"{FRAMES}#gone")
 
 
 def catch_up(messages: list[Message]) -> str:

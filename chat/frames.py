@@ -10,8 +10,10 @@ import json
 from dataclasses import dataclass
 from typing import Literal, cast
 
-Action = Literal["send", "stop", "stop_and_send"]
-ACTIONS: frozenset[str] = frozenset({"send", "stop", "stop_and_send"})
+Action = Literal["send", "stop", "stop_and_send", "regenerate", "edit", "continue"]
+ACTIONS: frozenset[str] = frozenset(
+    {"send", "stop", "stop_and_send", "regenerate", "edit", "continue"}
+)
 
 
 class FrameError(ValueError):
@@ -47,4 +49,6 @@ def parse_client_frame(raw: str, *, max_message_chars: int) -> ClientFrame:
         )
     if action == "send" and not message:
         raise FrameError("Type a message first.")
+    if action == "edit" and not message:
+        raise FrameError("The edited message is empty: type something, or cancel the edit.")
     return ClientFrame(action=cast(Action, action), message=message)

@@ -20,12 +20,14 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Literal
 
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from . import selectors, services
+from . import selectors, services, titles
 from .models import Conversation, Message
+from .pricing import ConversationUsage
 from .providers import (
     ChatTurn,
     Provider,
@@ -39,12 +41,19 @@ from .providers import (
 logger = logging.getLogger(__name__)
 
 
+TurnKind = Literal["send", "regenerate", "edit", "continue"]
+
+
 @dataclass(frozen=True, slots=True)
 class TurnStarted:
-    user_message: Message
+    user_message: Message | None
+    """The new (send) or edited (edit) user message; None when only the reply is new."""
     assistant_message: Message
     title: str = ""
     """The conversation's title (set from the first message), for the page's heading."""
+    kind: TurnKind = "send"
+    removed: tuple[int, ...] = ()
+    """Messages the turn replaced (the old reply of a regenerate or an edit)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,9 +65,19 @@ class TextBatch:
 @dataclass(frozen=True, slots=True)
 class ReplyFinished:
     message: Message
+    usage: ConversationUsage | None = None
+    """The conversation's token usage and cost, counting this reply."""
 
 
-ReplyEvent = TurnStarted | TextBatch | ReplyFinished
+@dataclass(frozen=True, slots=True)
+class TitleChanged:
+    """The model named the conversation after its first exchange (chat/titles.py)."""
+
+    conversation_id: str
+    title: str
+
+
+ReplyEvent = TurnStarted | TextBatch | ReplyFinished | TitleChanged
 
 #: Each reply's driver task is named this plus the message id (chat/shutdown.py finds them).
 REPLY_TASK_PREFIX = "reply-driver-"
@@ -76,6 +95,8 @@ class Reply:
         system: str,
         provider: Provider,
         sink: Sink,
+        continues: bool = False,
+        title_from: tuple[str, str] | None = None,
     ) -> None:
         self.message = message
         self._history = history
@@ -85,8 +106,20 @@ class Reply:
         self._batch_interval: float = settings.CHAT_BATCH_INTERVAL
         self._checkpoint_interval: float = settings.CHAT_CHECKPOINT_INTERVAL
 
+        # A continued reply keeps its text and its token counts so far, and adds to them.
+        self.prefix = message.content if continues else ""
+        self._base_usage = (
+            (message.input_tokens, message.output_tokens, message.tokens_estimated)
+            if continues
+            else (None, None, False)
+        )
+        # (automatic title, user text) when this turn named the conversation: a better title
+        # is asked of the model once the reply has ended (chat/titles.py).
+        self._title_from = title_from
+        self._title_task: asyncio.Task[None] | None = None
+
         self._pending: list[str] = []  # received, not yet handed to the sink
-        self._sent: list[str] = []  # handed to the sink: what the user saw
+        self._sent: list[str] = [self.prefix] if self.prefix else []  # what the user saw
         self._received_chars = 0
         self._wake = asyncio.Event()
         self._stop_reason: str | None = None
@@ -180,7 +213,27 @@ class Reply:
             logger.exception("reply %s: delivering a batch failed", self.message.pk)
             self._error = self._error or "The reply could not be delivered."
             self._upstream.cancel()
-        return await self._finish()
+        message = await self._finish()
+        if self._title_from is not None and message.content:
+            self._title_task = asyncio.create_task(
+                self._retitle(message, *self._title_from), name=f"reply-title-{message.pk}"
+            )
+        return message
+
+    async def _retitle(self, message: Message, auto_title: str, user_text: str) -> None:
+        title = await titles.suggest(self._provider, user_text=user_text, reply=message.content)
+        if not title or title == auto_title:
+            return
+        renamed = await database_sync_to_async(services.conversation_retitle)(
+            conversation_id=message.conversation_id, old=auto_title, new=title
+        )
+        if renamed:
+            try:
+                await self._sink(TitleChanged(str(message.conversation_id), title))
+            except Exception:
+                logger.debug(
+                    "conversation %s: the new title could not be shown", message.conversation_id
+                )
 
     async def _pump(self, upstream: asyncio.Task[None]) -> None:
         last_checkpoint = time.monotonic()
@@ -228,32 +281,30 @@ class Reply:
             if self._first_token_at is not None
             else None
         )
-        fields: dict[str, object] = {
-            "content": content,
-            "input_tokens": self._input_tokens,
-            "time_to_first_token_ms": ttft,
-        }
+        estimated = services.estimate_tokens(self._received_chars)
+        fields: dict[str, object]
+        output_tokens: int | None
         if self._stop_reason is not None:
-            fields |= {
-                "status": Message.Status.INTERRUPTED,
-                "stop_reason": self._stop_reason,
-                "output_tokens": services.estimate_tokens(self._received_chars),
-                "tokens_estimated": True,
-            }
+            fields = {"status": Message.Status.INTERRUPTED, "stop_reason": self._stop_reason}
+            output_tokens, tokens_estimated = estimated, True
         elif self._end is not None and not self._error:
-            fields |= {
-                "status": Message.Status.COMPLETE,
-                "stop_reason": self._end.stop_reason,
-                "output_tokens": self._end.output_tokens,
-            }
+            fields = {"status": Message.Status.COMPLETE, "stop_reason": self._end.stop_reason}
+            output_tokens, tokens_estimated = self._end.output_tokens, False
         else:
-            fields |= {
+            fields = {
                 "status": Message.Status.ERROR,
                 "stop_reason": Message.StopReason.ERROR,
                 "error": self._error or "The model's stream ended unexpectedly.",
-                "output_tokens": services.estimate_tokens(self._received_chars),
-                "tokens_estimated": True,
             }
+            output_tokens, tokens_estimated = estimated, True
+        base_in, base_out, base_estimated = self._base_usage
+        fields |= {
+            "content": content,
+            "input_tokens": _plus(base_in, self._input_tokens),
+            "output_tokens": _plus(base_out, output_tokens),
+            "tokens_estimated": tokens_estimated or base_estimated,
+            "time_to_first_token_ms": ttft,
+        }
         # Shielded: a second cancellation must not lose the save.
         message = await asyncio.shield(
             database_sync_to_async(services.message_finalize)(message_id=self.message.pk, **fields)
@@ -266,58 +317,122 @@ class Reply:
             message.stop_reason,
             len(message.content),
         )
+        usage = (
+            await database_sync_to_async(selectors.conversation_usage)(
+                conversation_id=message.conversation_id
+            )
+            if message.conversation_id is not None
+            else None
+        )
         try:
-            await self._sink(ReplyFinished(message=message))
+            await self._sink(ReplyFinished(message=message, usage=usage))
         except Exception:
             # The door is gone (socket closed); the outcome is saved, which is what matters.
             logger.debug("reply %s: the final frame could not be delivered", message.pk)
         return message
 
 
+def _plus(a: int | None, b: int | None) -> int | None:
+    """Two token counts added, where either may be unknown."""
+    return None if a is None and b is None else (a or 0) + (b or 0)
+
+
+@dataclass(frozen=True, slots=True)
+class _Begun:
+    started: TurnStarted
+    history: list[ChatTurn]
+    title_from: tuple[str, str] | None
+
+
 def _begin_turn(
-    conversation: Conversation, text: str, owner_channel: str
-) -> tuple[Message, Message, list[ChatTurn]]:
-    # The socket's copy may predate a change of model or system prompt: read them now.
+    conversation: Conversation, kind: TurnKind, text: str, owner_channel: str
+) -> _Begun:
+    # The socket's copy may predate a change of model, system prompt or title: read them now.
     conversation.refresh_from_db(fields=["model", "system_prompt", "title"])
+    had_title = bool(conversation.title)
     model = conversation.model or settings.CHAT_MODEL
-    user_message, assistant_message = services.turn_start(
-        conversation=conversation,
-        text=text,
-        model=model,
-        max_tokens=settings.CHAT_MAX_TOKENS,
-        owner_channel=owner_channel,
-    )
+    max_tokens = settings.CHAT_MAX_TOKENS
+    user_message: Message | None = None
+    removed: list[int] = []
+    if kind == "send":
+        user_message, assistant_message = services.turn_start(
+            conversation=conversation,
+            text=text,
+            model=model,
+            max_tokens=max_tokens,
+            owner_channel=owner_channel,
+        )
+    elif kind == "continue":
+        assistant_message = services.turn_continue(
+            conversation=conversation, max_tokens=max_tokens, owner_channel=owner_channel
+        )
+    else:
+        user_message, removed, assistant_message = (
+            services.turn_edit(
+                conversation=conversation,
+                text=text,
+                model=model,
+                max_tokens=max_tokens,
+                owner_channel=owner_channel,
+            )
+            if kind == "edit"
+            else services.turn_regenerate(
+                conversation=conversation,
+                model=model,
+                max_tokens=max_tokens,
+                owner_channel=owner_channel,
+            )
+        )
+        if kind == "regenerate":
+            user_message = None  # unchanged: the page keeps its bubble
     history = selectors.history_for_model(
         conversation=conversation, before_message_id=assistant_message.pk
     )
-    return user_message, assistant_message, history
+    if kind == "continue" and assistant_message.content:
+        # The model picks up where its reply was cut off: the partial is the start of its turn.
+        if history and history[-1].role == "assistant":
+            joined = f"{history[-1].content}\n\n{assistant_message.content}"
+            history[-1] = ChatTurn(role="assistant", content=joined)
+        else:
+            history.append(ChatTurn(role="assistant", content=assistant_message.content))
+    started = TurnStarted(
+        user_message=user_message,
+        assistant_message=assistant_message,
+        title=str(conversation),
+        kind=kind,
+        removed=tuple(removed),
+    )
+    title_from = (conversation.title, text) if kind == "send" and not had_title else None
+    return _Begun(started=started, history=history, title_from=title_from)
 
 
 async def start_turn(
-    *, conversation: Conversation, text: str, sink: Sink, owner_channel: str = ""
+    *,
+    conversation: Conversation,
+    text: str,
+    sink: Sink,
+    owner_channel: str = "",
+    kind: TurnKind = "send",
 ) -> Reply:
-    """Save the user's message, announce the turn to the sink, and start the reply.
+    """Start a reply: to a new user message (send), to the last one again (regenerate), to
+    the last one edited to `text` (edit), or from where the last reply was cut off (continue).
 
-    `owner_channel` is the channel-layer address where the door answers `chat.stop` events
-    (see chat/control.py). Raises services.ReplyAlreadyStreaming (nothing saved) if a reply
-    is already streaming.
+    The turn is saved, announced to the sink, and its reply started. `owner_channel` is the
+    channel-layer address where the door answers `chat.stop` events (see chat/control.py).
+    Raises services.ReplyAlreadyStreaming if a reply is already streaming and
+    services.TurnRefused if the conversation has nothing to regenerate, edit or continue;
+    either way nothing is saved.
     """
-    user_message, assistant_message, history = await database_sync_to_async(_begin_turn)(
-        conversation, text, owner_channel
-    )
-    await sink(
-        TurnStarted(
-            user_message=user_message,
-            assistant_message=assistant_message,
-            title=str(conversation),
-        )
-    )
+    begun = await database_sync_to_async(_begin_turn)(conversation, kind, text, owner_channel)
+    await sink(begun.started)
     reply = Reply(
-        message=assistant_message,
-        history=history,
+        message=begun.started.assistant_message,
+        history=begun.history,
         system=conversation.system_prompt,
         provider=get_provider(),
         sink=sink,
+        continues=kind == "continue",
+        title_from=begun.title_from,
     )
     reply.start()
     return reply

@@ -108,6 +108,18 @@ class Message(models.Model):
         return self.status == self.Status.INTERRUPTED
 
     @property
+    def can_continue(self) -> bool:
+        """A reply that was cut off: stopped, failed part-way, or out of output tokens."""
+        if self.role != self.Role.ASSISTANT:
+            return False
+        if self.status == self.Status.INTERRUPTED:
+            return True
+        if self.status == self.Status.ERROR:
+            return bool(self.content)
+        out_of_tokens = self.stop_reason == self.StopReason.MAX_TOKENS
+        return self.status == self.Status.COMPLETE and out_of_tokens
+
+    @property
     def display_text(self) -> str:
         """The text as read anywhere (page, admin, history for the model), marker included."""
         if self.status == self.Status.INTERRUPTED:

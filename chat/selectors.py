@@ -7,9 +7,10 @@ from typing import Literal
 
 from channels.db import database_sync_to_async
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db.models import QuerySet
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Sum
 
 from .models import Conversation, Message
+from .pricing import ConversationUsage, ModelTotals, usage_from_totals
 from .providers import ChatTurn
 
 
@@ -92,3 +93,58 @@ aactive_replies = database_sync_to_async(active_replies)
 
 def newest_message(*, conversation: Conversation) -> Message | None:
     return conversation.messages.order_by("-id").first()
+
+
+# --- The conversations sidebar, search, and usage -------------------------------------------
+
+
+def sidebar_conversations(*, user: AbstractBaseUser, limit: int = 50) -> list[Conversation]:
+    """The user's newest conversations, newest first (only what a list item shows)."""
+    return list(
+        Conversation.objects.filter(user_id=user.pk)
+        .only("id", "title", "updated_at")
+        .order_by("-updated_at")[:limit]
+    )
+
+
+def conversation_search(*, user: AbstractBaseUser, query: str) -> QuerySet[Conversation]:
+    """The user's conversations whose title or any message contains `query` (case-insensitive;
+    ASCII only on SQLite), each once, newest first."""
+    query = query.strip()
+    in_messages = Message.objects.filter(conversation_id=OuterRef("pk"), content__icontains=query)
+    return (
+        Conversation.objects.filter(user_id=user.pk)
+        .filter(Q(title__icontains=query) | Exists(in_messages))
+        .only("id", "title", "updated_at")
+        .order_by("-updated_at")
+    )
+
+
+def conversation_usage(*, conversation_id: uuid.UUID | str) -> ConversationUsage:
+    """Tokens and cost of a conversation's replies, in one aggregate query."""
+    rows = (
+        Message.objects.filter(conversation_id=conversation_id, role=Message.Role.ASSISTANT)
+        .values("model", "tokens_estimated")
+        .annotate(
+            replies=Count("id"),
+            with_input=Count("input_tokens"),
+            with_output=Count("output_tokens"),
+            input_sum=Sum("input_tokens"),
+            output_sum=Sum("output_tokens"),
+        )
+        .order_by()  # no ORDER BY: Meta.ordering must not split the groups
+    )
+    return usage_from_totals(
+        ModelTotals(
+            model=row["model"],
+            input_tokens=row["input_sum"] or 0,
+            output_tokens=row["output_sum"] or 0,
+            replies=row["replies"],
+            input_missing=row["with_input"] < row["replies"],
+            output_estimated=row["tokens_estimated"] or row["with_output"] < row["replies"],
+        )
+        for row in rows
+    )
+
+
+aconversation_usage = database_sync_to_async(conversation_usage)

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 
 from django.contrib.auth.models import User
@@ -38,6 +39,28 @@ def _title_from(text: str) -> str:
     return (title + "…" if len(words) > TITLE_WORDS else title)[:200]
 
 
+class TurnRefused(Exception):
+    """The conversation is not in a state for that action; the message is shown to the user."""
+
+
+def _new_reply(
+    conversation: Conversation, *, model: str, max_tokens: int | None, owner_channel: str
+) -> Message:
+    return Message.objects.create(
+        conversation=conversation,
+        role=Message.Role.ASSISTANT,
+        status=Message.Status.STREAMING,
+        model=model,
+        max_tokens=max_tokens,
+        owner_channel=owner_channel,
+        heartbeat_at=timezone.now(),
+    )
+
+
+def _touch(conversation: Conversation, **fields: object) -> None:
+    Conversation.objects.filter(pk=conversation.pk).update(updated_at=timezone.now(), **fields)
+
+
 def turn_start(
     *,
     conversation: Conversation,
@@ -58,22 +81,139 @@ def turn_start(
             user_message = Message.objects.create(
                 conversation=conversation, role=Message.Role.USER, content=text
             )
-            assistant_message = Message.objects.create(
-                conversation=conversation,
-                role=Message.Role.ASSISTANT,
-                status=Message.Status.STREAMING,
-                model=model,
-                max_tokens=max_tokens,
-                owner_channel=owner_channel,
-                heartbeat_at=timezone.now(),
+            assistant_message = _new_reply(
+                conversation, model=model, max_tokens=max_tokens, owner_channel=owner_channel
             )
-            fields: dict[str, object] = {"updated_at": timezone.now()}
+            fields: dict[str, object] = {}
             if not conversation.title:
                 fields["title"] = conversation.title = _title_from(text)
-            Conversation.objects.filter(pk=conversation.pk).update(**fields)
+            _touch(conversation, **fields)
     except IntegrityError as exc:
         raise ReplyAlreadyStreaming from exc
     return user_message, assistant_message
+
+
+def _replace_last_reply(
+    conversation: Conversation,
+    *,
+    new_text: str | None,
+    model: str,
+    max_tokens: int | None,
+    owner_channel: str,
+) -> tuple[Message, list[int], Message]:
+    """Drop the replies after the last user message and start a new one (one transaction).
+
+    With `new_text` the last user message is edited first. Returns that user message, the ids
+    of the replies removed, and the new streaming reply.
+    """
+    try:
+        with transaction.atomic():
+            last_user = (
+                Message.objects.select_for_update()
+                .filter(conversation=conversation, role=Message.Role.USER)
+                .order_by("-id")
+                .first()
+            )
+            if last_user is None:
+                raise TurnRefused("There is no message to answer again yet.")
+            later = Message.objects.filter(conversation=conversation, id__gt=last_user.pk)
+            if later.filter(status=Message.Status.STREAMING).exists():
+                raise ReplyAlreadyStreaming
+            removed = list(later.values_list("pk", flat=True))
+            later.delete()
+            if new_text is not None:
+                last_user.content = new_text
+                last_user.save(update_fields=["content"])
+            assistant_message = _new_reply(
+                conversation, model=model, max_tokens=max_tokens, owner_channel=owner_channel
+            )
+            _touch(conversation)
+    except IntegrityError as exc:
+        raise ReplyAlreadyStreaming from exc
+    return last_user, removed, assistant_message
+
+
+def turn_regenerate(
+    *, conversation: Conversation, model: str, max_tokens: int | None, owner_channel: str = ""
+) -> tuple[Message, list[int], Message]:
+    """Answer the last user message again: its old reply is replaced by a new streaming one."""
+    return _replace_last_reply(
+        conversation,
+        new_text=None,
+        model=model,
+        max_tokens=max_tokens,
+        owner_channel=owner_channel,
+    )
+
+
+def turn_edit(
+    *,
+    conversation: Conversation,
+    text: str,
+    model: str,
+    max_tokens: int | None,
+    owner_channel: str = "",
+) -> tuple[Message, list[int], Message]:
+    """Change the last user message to `text` and answer it afresh (its old reply is dropped)."""
+    return _replace_last_reply(
+        conversation,
+        new_text=text,
+        model=model,
+        max_tokens=max_tokens,
+        owner_channel=owner_channel,
+    )
+
+
+def turn_continue(
+    *, conversation: Conversation, max_tokens: int | None, owner_channel: str = ""
+) -> Message:
+    """Stream the last reply again from where it was cut off, into the same message.
+
+    The saved text is kept (trailing whitespace dropped: the model continues a prefill that
+    must not end in whitespace) and the message is streaming again; its token counts so far
+    are kept on it and the continuation's are added when it ends (chat/generation.py).
+    """
+    with transaction.atomic():
+        last = (
+            Message.objects.select_for_update()
+            .filter(conversation=conversation)
+            .order_by("-id")
+            .first()
+        )
+        if last is None or not last.can_continue:
+            raise TurnRefused("Only the last reply can be continued, and only if it was cut off.")
+        try:
+            with transaction.atomic():
+                Message.objects.filter(pk=last.pk).update(
+                    status=Message.Status.STREAMING,
+                    content=last.content.rstrip(),
+                    stop_reason="",
+                    error="",
+                    max_tokens=max_tokens,
+                    owner_channel=owner_channel,
+                    heartbeat_at=timezone.now(),
+                    finished_at=None,
+                )
+        except IntegrityError as exc:
+            raise ReplyAlreadyStreaming from exc
+        _touch(conversation)
+    return Message.objects.get(pk=last.pk)
+
+
+def conversation_rename(*, conversation: Conversation, title: str) -> None:
+    """Set the title. A rename is not activity: updated_at stays, and so its place in lists."""
+    conversation.title = title[:200]
+    Conversation.objects.filter(pk=conversation.pk).update(title=conversation.title)
+
+
+def conversation_delete(*, conversation_id: uuid.UUID | str) -> None:
+    """Delete a conversation with its messages (stop its streaming reply first)."""
+    Conversation.objects.filter(pk=conversation_id).delete()
+
+
+def conversation_retitle(*, conversation_id: uuid.UUID | str, old: str, new: str) -> bool:
+    """Replace an automatic title, unless the user renamed the conversation meanwhile."""
+    return Conversation.objects.filter(pk=conversation_id, title=old).update(title=new[:200]) == 1
 
 
 def message_checkpoint(*, message_id: int, content: str) -> bool:
@@ -118,7 +258,19 @@ def message_finalize(
         finished_at=now,
         heartbeat_at=now,
     )
-    return Message.objects.get(pk=message_id)
+    message = Message.objects.filter(pk=message_id).first()
+    if message is None:
+        # The conversation was deleted while the reply streamed: nothing is left to save, but
+        # the caller still reports the outcome (an unsaved message).
+        message = Message(
+            id=message_id,
+            role=Message.Role.ASSISTANT,
+            status=status,
+            stop_reason=stop_reason,
+            content=content,
+            finished_at=now,
+        )
+    return message
 
 
 def message_finalize_orphan(*, message_id: int) -> Message:

@@ -42,11 +42,17 @@ def signup(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_GET
 def conversation_list(request: HttpRequest) -> HttpResponse:
-    conversations = selectors.conversation_list(user=request.user)  # type: ignore[arg-type]
+    """Every conversation of the user, or with `?q=` those whose title or text matches."""
+    query = request.GET.get("q", "").strip()[:200]
+    conversations = (
+        selectors.conversation_search(user=request.user, query=query)  # type: ignore[arg-type]
+        if query
+        else selectors.conversation_list(user=request.user)  # type: ignore[arg-type]
+    )
     return render(
         request,
         "chat/conversation_list.html",
-        {"conversations": conversations, **_provider_context()},
+        {"conversations": conversations, "search_query": query, **_provider_context()},
     )
 
 
@@ -83,6 +89,12 @@ def _conversation_page(
             "last_message_id": messages[-1].pk if messages else 0,
             "model": conversation.model or settings.CHAT_MODEL,
             "settings_form": form,
+            # The sidebar's list and the heading's tokens and cost (chat/_usage.html).
+            "sidebar_conversations": selectors.sidebar_conversations(
+                user=request.user,  # type: ignore[arg-type]
+                limit=50,
+            ),
+            "usage": selectors.conversation_usage(conversation_id=conversation.pk),
             **_provider_context(),
         },
         status=status,

@@ -174,6 +174,11 @@ CHAT_METRICS_TOKEN = os.environ.get("CHAT_METRICS_TOKEN", "")
 CHAT_MAX_MESSAGE_CHARS = int(os.environ.get("CHAT_MAX_MESSAGE_CHARS", "32000"))
 # Seconds without a byte from the provider before a reply fails as stalled.
 CHAT_STALL_TIMEOUT = float(os.environ.get("CHAT_STALL_TIMEOUT", "60"))
+# After a conversation's first exchange, ask the model for a short title (the demo provider
+# keeps the first words), with this model and at most this many seconds.
+CHAT_AUTO_TITLE = env_bool("CHAT_AUTO_TITLE", True)
+CHAT_TITLE_MODEL = os.environ.get("CHAT_TITLE_MODEL", "claude-haiku-4-5")
+CHAT_TITLE_TIMEOUT = float(os.environ.get("CHAT_TITLE_TIMEOUT", "10"))
 # The SDK retries 408/409/429/5xx before the stream starts; never once it has started.
 CHAT_MAX_RETRIES = int(os.environ.get("CHAT_MAX_RETRIES", "2"))
 
@@ -186,4 +191,14 @@ LOGGING = {
     "loggers": {
         "chat": {"level": os.environ.get("CHAT_LOG_LEVEL", "INFO"), "propagate": True},
     },
+}
+
+# Prices in USD per million tokens, (input, output), of the models in CHAT_MODELS: the usage and
+# cost shown on a conversation (chat/pricing.py) are computed from this. A local table, fetched
+# from nowhere: keep it up to date with Anthropic's price list when models or prices change. A
+# model missing here makes its replies' cost "unknown" rather than guessed.
+CHAT_PRICES: dict[str, tuple[float, float]] = {
+    "claude-sonnet-4-6": (3, 15),
+    "claude-opus-4-1": (15, 75),
+    "claude-haiku-4-5": (1, 5),
 }

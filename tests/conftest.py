@@ -46,6 +46,13 @@ def fake_anthropic(fake_server: FakeAnthropicServer, settings: Any) -> FakeAnthr
     return fake_server
 
 
+@pytest.fixture(autouse=True)
+def _no_title_requests(settings: Any) -> None:
+    """Tests count the fake's requests; a title request after each first reply would shift
+    them. The title tests turn it back on."""
+    settings.CHAT_AUTO_TITLE = False
+
+
 @pytest.fixture
 def user(django_user_model: type[User]) -> User:
     return django_user_model.objects.create_user("alice", password="correct-horse-battery")

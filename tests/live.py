@@ -170,6 +170,9 @@ def app_env(
         "ANTHROPIC_API_KEY": api_key,
         "ANTHROPIC_BASE_URL": anthropic_base_url,
         "DJANGO_DEBUG": "1",
+        # A title request after each first reply would shift the fake's request records that
+        # tests count; the title tests turn it back on.
+        "CHAT_AUTO_TITLE": "0",
         "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
         "PYTHONUNBUFFERED": "1",
         # The SDK (httpx) honours proxy variables: never send the fake's traffic to a proxy.

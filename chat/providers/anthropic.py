@@ -96,3 +96,17 @@ class AnthropicProvider:
             stop_reason=final.stop_reason or "end_turn",
             output_tokens=final.usage.output_tokens,
         )
+
+    async def complete(self, *, model: str, system: str, prompt: str, max_tokens: int) -> str:
+        client = _client(self._api_key, self._base_url)
+        try:
+            message = await client.messages.create(
+                model=model,
+                max_tokens=max_tokens,
+                system=system,
+                messages=[{"role": "user", "content": prompt}],
+                timeout=settings.CHAT_TITLE_TIMEOUT,
+            )
+        except (anthropic.APIError, httpx2.TransportError) as exc:
+            raise ProviderError(describe_error(exc)) from exc
+        return "".join(block.text for block in message.content if block.type == "text")

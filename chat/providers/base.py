@@ -51,3 +51,7 @@ class Provider(Protocol):
     def stream(
         self, *, model: str, system: str, history: list[ChatTurn], max_tokens: int
     ) -> AsyncIterator[StreamEvent]: ...
+
+    async def complete(self, *, model: str, system: str, prompt: str, max_tokens: int) -> str:
+        """A short answer in one piece (a title); "" when the provider has none to give."""
+        ...

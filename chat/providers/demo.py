@@ -56,7 +56,10 @@ class DemoProvider:
         prompt_chars = len(system) + sum(len(turn.content) for turn in history)
         yield StreamStart(input_tokens=max(1, prompt_chars // 4))
         await asyncio.sleep(self._token_delay * 8)  # a model takes a moment to start
-        words = _WORDS.findall(DEMO_ANSWER)
+        answer = DEMO_ANSWER
+        if history and history[-1].role == "assistant" and answer.startswith(history[-1].content):
+            answer = answer[len(history[-1].content) :]  # Continue: the rest of the answer
+        words = _WORDS.findall(answer)
         sent = 0
         for word in words[:max_tokens]:
             yield TextDelta(word)
@@ -64,3 +67,6 @@ class DemoProvider:
             await asyncio.sleep(self._token_delay)
         stop_reason = "end_turn" if sent == len(words) else "max_tokens"
         yield StreamEnd(stop_reason=stop_reason, output_tokens=sent)
+
+    async def complete(self, *, model: str, system: str, prompt: str, max_tokens: int) -> str:
+        return ""  # no model to ask: a conversation keeps the first words as its title

@@ -13,7 +13,20 @@
 
   document.addEventListener("keydown", function (event) {
     if (!byId("chat")) { return; }
+    var editor = event.target && event.target.closest ? event.target.closest(".edit-form") : null;
+    if (editor) {
+      if (event.key === "Escape") { event.preventDefault(); closeEditor(editor.closest("article")); }
+      if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+        event.preventDefault();
+        if (event.target.value.trim() !== "") { editor.querySelector(".edit-save").click(); }
+      }
+      return;
+    }
     if (event.key === "Escape") {
+      // Esc stops from the composer or anywhere outside a text field; in the search, rename or
+      // settings boxes it keeps its usual meaning there.
+      var field = event.target && event.target.closest && event.target.closest("input, textarea, select");
+      if (field && field.id !== "composer-input") { return; }
       if (clickIfPresent("stop-button")) { event.preventDefault(); }
       return;
     }
@@ -70,6 +83,43 @@
     if (event.target && event.target.id === "composer") {
       event.preventDefault();
       clickIfPresent("send-button");
+    } else if (event.target && event.target.classList.contains("edit-form")) {
+      event.preventDefault();
+      event.target.querySelector(".edit-save").click();
+    }
+  });
+
+  // Edit the last message: an editor takes the bubble's place until it is sent or cancelled.
+  // Sending it (ws-send, action "edit") makes the server replace the message and its reply.
+  function openEditor(article) {
+    var template = byId("edit-template");
+    if (!article || !template || article.querySelector(".edit-form")) { return; }
+    var form = template.content.firstElementChild.cloneNode(true);
+    var input = form.querySelector("textarea");
+    input.value = article.querySelector(".msg-body").textContent;
+    article.classList.add("editing");
+    article.querySelector(".bubble").after(form);
+    if (window.htmx) { htmx.process(form); }
+    input.focus();
+    input.setSelectionRange(input.value.length, input.value.length);
+  }
+  function closeEditor(article) {
+    var form = article && article.querySelector(".edit-form");
+    if (!form) { return; }
+    form.remove();
+    article.classList.remove("editing");
+    var button = article.querySelector(".edit-btn");
+    if (button) { button.focus(); }
+  }
+  document.addEventListener("click", function (event) {
+    var target = event.target && event.target.closest ? event.target : null;
+    if (!target) { return; }
+    if (target.closest(".edit-btn")) { openEditor(target.closest("article")); return; }
+    if (target.closest(".edit-cancel")) { closeEditor(target.closest("article")); return; }
+    // After regenerate, continue or an edit, the keyboard goes back to the composer (Esc stops).
+    if (target.closest(".regenerate-btn, .continue-btn, .edit-save")) {
+      var input = byId("composer-input");
+      if (input) { setTimeout(function () { input.focus(); }, 0); }
     }
   });
 
@@ -92,7 +142,24 @@
     var jump = byId("jump-latest");
     if (jump && messages && !nearBottom) { jump.hidden = false; }
     updateLiveStatus();
+    syncSidebarTitle();
   });
+
+  // The heading takes a new title from a frame (the first message, then the model's title);
+  // the sidebar's entry follows it here, where a missing entry (a search hides it) is no error.
+  var shownTitle = byId("chat-title") ? byId("chat-title").textContent : "";
+  function syncSidebarTitle() {
+    var chat = byId("chat");
+    var heading = byId("chat-title");
+    if (!chat || !heading || heading.textContent === shownTitle) { return; }
+    var entry = byId("conv-" + chat.dataset.conversation + "-title");
+    if (entry) { entry.textContent = heading.textContent; }
+    var rename = byId("rename-title");  // a rename box left as it was follows the new title
+    if (rename && document.activeElement !== rename && rename.value === rename.defaultValue) {
+      rename.value = rename.defaultValue = heading.textContent;
+    }
+    shownTitle = heading.textContent;
+  }
 
   // Follow the reply unless the user scrolled up to read; then offer a way back down.
   document.addEventListener("click", function (event) {
@@ -149,10 +216,12 @@
   var retries = 0;
   var SELF_RECONNECTING = [1006, 1011, 1012, 1013];
   document.addEventListener("htmx:wsOpen", function () { retries = 0; setConnection("open", "connected"); });
+  var GONE = 4404;  // the conversation was deleted (chat/consumers.py): nothing to reconnect to
   document.addEventListener("htmx:wsClose", function (event) {
-    setConnection("closed", "disconnected, reconnecting…");
     var detail = event.detail || {};
     var code = detail.event ? detail.event.code : 0;
+    if (code === GONE) { setConnection("closed", "conversation deleted"); return; }
+    setConnection("closed", "disconnected, reconnecting…");
     if (!detail.socketWrapper || SELF_RECONNECTING.indexOf(code) >= 0) { return; }
     var delay = Math.min(10000, 500 * Math.pow(2, retries++)) * (0.5 + Math.random() / 2);
     setTimeout(function () { detail.socketWrapper.reconnect(); }, delay);

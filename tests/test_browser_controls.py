@@ -1,0 +1,198 @@
+"""Regenerate, edit and resend, continue, the keyboard, and a Stop button that moves nothing,
+in a real Chromium against daphne and the fake Anthropic (fixtures in tests/test_browser.py)."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from tests.fake_anthropic import FakeAnthropicControl, RequestRecord
+from tests.test_browser import (
+    QUICK,
+    SCREENSHOTS,
+    body,
+    chromium,
+    db_message,
+    expect_complete,
+    expect_interrupted,
+    expect_streaming,
+    fake,
+    new_chat,
+    new_context,
+    page,
+    send_with_enter,
+    sign_in,
+    upstream_request,
+    wait_for_text,
+)
+
+if TYPE_CHECKING:
+    from tests.live import LiveApp
+
+# (Importing tests.test_browser has skipped this module already where Playwright is missing.)
+from playwright.sync_api import Page, expect
+
+# Fixtures used by name below (imported so pytest finds them in this module).
+__all__ = ["chromium", "fake", "new_context", "page"]
+
+pytestmark = pytest.mark.browser
+pytest_plugins = ("tests.live",)
+
+
+def only_assistant_prefill(fake: FakeAnthropicControl, prefix: str) -> RequestRecord:
+    """The request that continued a reply: its last message is the assistant's partial."""
+    matches = [
+        r
+        for r in fake.requests()
+        if r.body["messages"][-1]["role"] == "assistant"
+        and r.body["messages"][-1]["content"] == prefix
+    ]
+    assert len(matches) == 1, f"{len(matches)} continuation requests"
+    return matches[0]
+
+
+def test_regenerate_and_edit_replace_the_last_reply_in_place(
+    page: Page, live_app: LiveApp, fake: FakeAnthropicControl
+) -> None:
+    sign_in(page, live_app)
+    conversation = new_chat(page)
+    user, first = send_with_enter(page, f"{QUICK} Name a colour (regenerate)")
+    expect_complete(page, first)
+
+    # Regenerate: only on the last reply, and the old bubble makes way for a new one.
+    regenerate = page.locator(f"#msg-{first} .regenerate-btn")
+    expect(regenerate).to_be_visible()
+    regenerate.click()
+    expect(page.locator(f"#msg-{first}")).to_have_count(0)
+    expect(page.locator("#messages > article")).to_have_count(2)
+    second = int(page.locator("#messages > article").last.get_attribute("id")[4:])  # type: ignore[index]
+    assert second > first
+    expect_complete(page, second)
+    assert body(page, second) == db_message(live_app, second)["content"] != ""
+
+    # Edit: the last message opens in an editor; Esc cancels, Enter sends the new text.
+    page.locator(f"#msg-{user} .edit-btn").click()
+    editor = page.locator(f"#msg-{user} .edit-form textarea")
+    expect(editor).to_be_focused()
+    expect(editor).to_have_value(f"{QUICK} Name a colour (regenerate)")
+    editor.press("Escape")
+    expect(page.locator(".edit-form")).to_have_count(0)
+    expect(page.locator(f"#msg-{user} .msg-body")).to_have_text(
+        f"{QUICK} Name a colour (regenerate)"
+    )
+
+    page.locator(f"#msg-{user} .edit-btn").click()
+    editor.fill(f"{QUICK} Name a fruit (edited)")
+    page.screenshot(path=str(SCREENSHOTS / "edit-message.png"))
+    editor.press("Enter")
+    expect(page.locator(f"#msg-{user} .msg-body")).to_have_text(f"{QUICK} Name a fruit (edited)")
+    expect(page.locator(f"#msg-{second}")).to_have_count(0)
+    expect(page.locator("#messages > article")).to_have_count(2)
+    third = int(page.locator("#messages > article").last.get_attribute("id")[4:])  # type: ignore[index]
+    expect_complete(page, third)
+    assert upstream_request(fake, "(edited)", finished=True).completed
+    assert db_message(live_app, user)["content"] == f"{QUICK} Name a fruit (edited)"
+    assert [(m["role"], m["status"]) for m in live_app.messages(conversation)] == [
+        ("user", "complete"),
+        ("assistant", "complete"),
+    ]
+    # A complete reply was not cut off: there is nothing to continue.
+    expect(page.locator(f"#msg-{third} .continue-btn")).to_have_count(0)
+
+
+def test_continue_picks_up_a_stopped_reply_in_the_same_bubble(
+    page: Page, live_app: LiveApp, fake: FakeAnthropicControl
+) -> None:
+    sign_in(page, live_app)
+    conversation = new_chat(page)
+    _, reply = send_with_enter(page, "Write at length (continue)")
+    expect_streaming(page, reply)
+    expect(page.locator(".msg-actions").first).to_be_hidden()  # no controls while streaming
+    wait_for_text(page, reply, 40)
+    page.locator("#stop-button").click()
+    expect_interrupted(page, reply)
+    shown = body(page, reply)
+    assert db_message(live_app, reply)["content"] == shown
+    page.screenshot(path=str(SCREENSHOTS / "reply-controls.png"))
+
+    page.locator(f"#msg-{reply} .continue-btn").click()
+    expect_streaming(page, reply)
+    expect(page.locator(f"#msg-{reply} .marker")).to_have_count(0)
+    wait_for_text(page, reply, len(shown) + 40)
+    assert body(page, reply).startswith(shown.rstrip())
+    # The keyboard is back in the composer: Esc stops the continuation.
+    expect(page.locator("#composer-input")).to_be_focused()
+    page.keyboard.press("Escape")
+    expect_interrupted(page, reply)
+
+    both = body(page, reply)
+    saved = db_message(live_app, reply)
+    assert saved["status"] == "interrupted" and saved["content"] == both
+    assert both.startswith(shown.rstrip()) and len(both) > len(shown)
+    record = only_assistant_prefill(fake, shown.rstrip())
+    assert record.disconnected_at is not None and not record.completed
+    assert [m["role"] for m in live_app.messages(conversation)] == ["user", "assistant"]
+    # And it can be continued again.
+    expect(page.locator(f"#msg-{reply} .continue-btn")).to_be_visible()
+
+
+def _composer_boxes(page: Page) -> dict[str, Any]:
+    return page.evaluate(
+        """() => ({
+            input: document.getElementById('composer-input').getBoundingClientRect().toJSON(),
+            composer: document.getElementById('composer').getBoundingClientRect().toJSON(),
+        })"""
+    )
+
+
+@pytest.mark.parametrize("viewport", [(1280, 800), (390, 844)], ids=["desktop", "mobile"])
+def test_the_stop_button_appearing_moves_nothing_in_the_composer(
+    new_context: Any,
+    live_app: LiveApp,
+    fake: FakeAnthropicControl,
+    viewport: tuple[int, int],
+) -> None:
+    width, height = viewport
+    page = new_context(viewport={"width": width, "height": height}).new_page()
+    sign_in(page, live_app)
+    new_chat(page)
+    before = _composer_boxes(page)
+    _, reply = send_with_enter(page, "A long answer please (layout)")
+    expect_streaming(page, reply)
+    during = _composer_boxes(page)
+    assert during == before, f"the composer moved when Stop appeared: {before} -> {during}"
+    page.locator("#stop-button").click()
+    expect_interrupted(page, reply)
+    assert _composer_boxes(page) == before
+
+
+def test_the_page_works_from_the_keyboard_with_a_visible_focus(
+    page: Page, live_app: LiveApp, fake: FakeAnthropicControl
+) -> None:
+    sign_in(page, live_app)
+    new_chat(page)
+    box = page.locator("#composer-input")
+    expect(box).to_be_focused()  # the page opens ready to type
+    box.type(f"{QUICK} Hello from the keyboard")
+    page.keyboard.press("Tab")
+    send = page.locator("#send-button")
+    expect(send).to_be_focused()
+    outline = send.evaluate(
+        "el => getComputedStyle(el).outlineStyle + ' ' + getComputedStyle(el).outlineWidth"
+    )
+    assert outline.startswith("solid") and not outline.endswith(" 0px"), outline
+    page.keyboard.press("Enter")
+    expect(page.locator("#messages > article")).to_have_count(2)
+    reply = int(page.locator("#messages > article").last.get_attribute("id")[4:])  # type: ignore[index]
+    expect_complete(page, reply)
+
+    # Shift+Tab from the composer reaches the last reply's controls; Enter regenerates.
+    box.focus()
+    page.keyboard.press("Shift+Tab")
+    focused = page.evaluate("() => document.activeElement.className")
+    assert re.search(r"\bregenerate-btn\b", focused), focused
+    page.keyboard.press("Enter")
+    expect(page.locator(f"#msg-{reply}")).to_have_count(0)
+    expect(page.locator("#messages > article")).to_have_count(2)
