@@ -350,7 +350,9 @@ def _begin_turn(
     # The socket's copy may predate a change of model, system prompt or title: read them now.
     conversation.refresh_from_db(fields=["model", "system_prompt", "title"])
     had_title = bool(conversation.title)
-    model = conversation.model or settings.CHAT_MODEL
+    # The offline demo answers whatever model is chosen; its replies say so (and cost nothing).
+    demo = settings.CHAT_PROVIDER == "demo"
+    model = "demo" if demo else conversation.model or settings.CHAT_MODEL
     max_tokens = settings.CHAT_MAX_TOKENS
     user_message: Message | None = None
     removed: list[int] = []

@@ -201,4 +201,5 @@ CHAT_PRICES: dict[str, tuple[float, float]] = {
     "claude-sonnet-4-6": (3, 15),
     "claude-opus-4-1": (15, 75),
     "claude-haiku-4-5": (1, 5),
+    "demo": (0, 0),  # the offline demo model (replies made without an API key)
 }

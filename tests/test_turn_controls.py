@@ -293,3 +293,16 @@ async def test_the_demo_model_continues_its_answer_where_it_was_cut() -> None:
     )
     text = "".join([e.text async for e in stream if isinstance(e, TextDelta)])
     assert cut + text == DEMO_ANSWER
+
+
+async def test_demo_replies_are_recorded_as_the_demo_model_and_cost_nothing(
+    chat_socket: SocketFactory, conversation: Conversation, user: User, settings: Any
+) -> None:
+    settings.CHAT_PROVIDER = "demo"
+    settings.CHAT_DEMO_TOKEN_DELAY = 0.0005
+    sock = await chat_socket(conversation, user)
+    _, reply_id = await first_exchange(sock)
+    frame = sock.frames[-1]
+    usage = re.search(r'<span id="conversation-usage"[^>]*>([^<]*)</span>', frame)
+    assert usage is not None and usage.group(1).endswith("· $0.00"), usage
+    assert (await Message.objects.aget(pk=reply_id)).model == "demo"
