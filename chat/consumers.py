@@ -27,7 +27,7 @@ from channels.utils import await_many_dispatch
 from django.conf import settings
 
 from . import control, fragments, selectors
-from .frames import ClientFrame, FrameError, parse_client_frame
+from .frames import ClientFrame, FrameBudget, FrameError, parse_client_frame
 from .generation import (
     Reply,
     ReplyEvent,
@@ -151,6 +151,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.conversation = conversation
         self._fanout = asyncio.Lock()
         self._fanned_out: list[str] = []  # the current reply's text accounted for in the group
+        self._budget = FrameBudget(
+            burst=settings.CHAT_FRAME_BURST, per_second=settings.CHAT_FRAMES_PER_SECOND
+        )
+        self._refusals = FrameBudget(burst=5, per_second=2)
         await self.accept()
         if not await self._join_group():
             logger.warning("conversation %s: the channel layer is unreachable", conversation.pk)
@@ -207,12 +211,16 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if text_data is None:
-            await self._notice("Binary frames are not accepted.", level="error")
+            await self._refuse("Binary frames are not accepted.")
             return
         try:
             frame = parse_client_frame(text_data, max_message_chars=settings.CHAT_MAX_MESSAGE_CHARS)
         except FrameError as exc:
-            await self._notice(str(exc), level="error")
+            await self._refuse(str(exc))
+            return
+        # A Stop is never limited: it is what a flood of anything else must not delay.
+        if frame.action != "stop" and not self._budget.take():
+            await self._refuse("Too many frames at once: slow down. That one was ignored.")
             return
         if frame.action == "stop":
             await self._stop()
@@ -295,7 +303,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 level="error",
             )
         except TurnRefused as exc:
-            await self._notice(str(exc), level="error")
+            kept = " Your message is still in the box." if kind == "send" else ""
+            await self._notice(f"{exc}{kept}", level="error")
 
     async def _deliver(self, event: ReplyEvent) -> None:
         """The reply's sink: this socket first, then the other tabs when there are any."""
@@ -335,6 +344,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def _notice(self, text: str, *, level: str = "info") -> None:
         await self.send(text_data=fragments.notice(text, level=level))
+
+    async def _refuse(self, text: str) -> None:
+        """An error notice for a frame that was not acted on: at most a few a second, so a
+        flood of bad frames is not answered by a flood of notices."""
+        if self._refusals.take():
+            await self._notice(text, level="error")
 
     # --- group events (other tabs, HTTP endpoints, other processes) ------------------------
 

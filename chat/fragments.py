@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 
+from django.conf import settings
 from django.template.loader import render_to_string
 
 from .generation import ReplyEvent, ReplyFinished, TextBatch, TitleChanged, TurnStarted
@@ -34,8 +35,10 @@ def for_event(event: ReplyEvent, *, for_owner: bool = True) -> str:
                 "title": event.title,
                 "kind": event.kind,
                 "removed": event.removed,
+                "trimmed": event.trimmed,
                 # Only a new message empties the composer; an edit is made in its own box.
                 "clear_composer": for_owner and event.kind == "send",
+                "max_chars": settings.CHAT_MAX_MESSAGE_CHARS,
             },
         )
     if isinstance(event, ReplyFinished):

@@ -7,6 +7,7 @@ spells it `headers`); both are ignored here.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from typing import Literal, cast
 
@@ -26,19 +27,28 @@ class ClientFrame:
     message: str
 
 
+#: Characters of JSON per character of message, at worst: an astral character escaped by a
+#: client that escapes non-ASCII (as Python's json.dumps does) is a surrogate pair, twelve.
+_JSON_CHARS_PER_CHAR = 12
+
+
 def parse_client_frame(raw: str, *, max_message_chars: int) -> ClientFrame:
-    # Refuse an oversized frame before parsing it: JSON escapes at most sextuple a character.
-    if len(raw) > max_message_chars * 6 + 4096:
+    # Refuse an oversized frame before parsing it (a 1 MB frame is never parsed).
+    if len(raw) > max_message_chars * _JSON_CHARS_PER_CHAR + 4096:
         raise FrameError("That message is too long.")
     try:
         data = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: a few thousand nested brackets
         raise FrameError("The server could not read that frame (not JSON).") from None
     if not isinstance(data, dict):
         raise FrameError("The server could not read that frame (not a JSON object).")
     action = data.get("action")
     if not isinstance(action, str) or action not in ACTIONS:
         raise FrameError("Unknown action.")
+    if action == "stop":
+        # A stop's message is ignored: htmx sends the composer's draft with every Stop, and no
+        # draft (too long, not text, anything) may keep a Stop from stopping.
+        return ClientFrame(action="stop", message="")
     message = data.get("message", "")
     if not isinstance(message, str):
         raise FrameError("The message must be text.")
@@ -47,8 +57,35 @@ def parse_client_frame(raw: str, *, max_message_chars: int) -> ClientFrame:
         raise FrameError(
             f"That message is too long (the limit is {max_message_chars:,} characters)."
         )
+    try:
+        message.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate (a JSON escape such as \ud800): not text
+        raise FrameError("The message contains characters that are not valid text.") from None
     if action == "send" and not message:
         raise FrameError("Type a message first.")
     if action == "edit" and not message:
         raise FrameError("The edited message is empty: type something, or cancel the edit.")
     return ClientFrame(action=cast(Action, action), message=message)
+
+
+class FrameBudget:
+    """A token bucket for one socket's frames: `burst` at once, then `per_second`.
+
+    Per socket (an attribute of its consumer), so nothing is shared between connections.
+    """
+
+    def __init__(self, *, burst: int, per_second: float) -> None:
+        self._burst = float(burst)
+        self._rate = per_second
+        self._tokens = float(burst)
+        self._at = time.monotonic()
+
+    def take(self) -> bool:
+        """Spend one frame's worth; False when the socket is over its budget."""
+        now = time.monotonic()
+        self._tokens = min(self._burst, self._tokens + (now - self._at) * self._rate)
+        self._at = now
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
+        return True

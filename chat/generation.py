@@ -25,7 +25,7 @@ from typing import Literal
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from . import selectors, services, titles
+from . import context, selectors, services, titles
 from .models import Conversation, Message
 from .pricing import ConversationUsage
 from .providers import (
@@ -54,6 +54,8 @@ class TurnStarted:
     kind: TurnKind = "send"
     removed: tuple[int, ...] = ()
     """Messages the turn replaced (the old reply of a regenerate or an edit)."""
+    trimmed: int = 0
+    """The oldest turns left out of the request to fit the model's context window."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +99,7 @@ class Reply:
         sink: Sink,
         continues: bool = False,
         title_from: tuple[str, str] | None = None,
+        refusal: str = "",
     ) -> None:
         self.message = message
         self._history = history
@@ -117,6 +120,9 @@ class Reply:
         # is asked of the model once the reply has ended (chat/titles.py).
         self._title_from = title_from
         self._title_task: asyncio.Task[None] | None = None
+        # Set when the request cannot be made at all (it would not fit the context window):
+        # the reply ends at once as an error with this reason, and the provider is not called.
+        self._refusal = refusal
 
         self._pending: list[str] = []  # received, not yet handed to the sink
         self._sent: list[str] = [self.prefix] if self.prefix else []  # what the user saw
@@ -166,6 +172,10 @@ class Reply:
     # --- the two tasks --------------------------------------------------------------------
 
     async def _read_upstream(self) -> None:
+        if self._refusal:
+            self._error = self._refusal
+            self._wake.set()
+            return
         try:
             stream = self._provider.stream(
                 model=self.message.model,
@@ -342,6 +352,7 @@ class _Begun:
     started: TurnStarted
     history: list[ChatTurn]
     title_from: tuple[str, str] | None
+    refusal: str = ""
 
 
 def _begin_turn(
@@ -397,15 +408,33 @@ def _begin_turn(
             history[-1] = ChatTurn(role="assistant", content=joined)
         else:
             history.append(ChatTurn(role="assistant", content=assistant_message.content))
+    refusal = ""
+    try:
+        fitted = context.fit_history(
+            history,
+            context_tokens=settings.CHAT_CONTEXT_TOKENS,
+            max_tokens=max_tokens,
+            system=conversation.system_prompt,
+        )
+        history, trimmed = fitted.turns, fitted.dropped
+    except context.ContextTooSmall as exc:
+        history, trimmed, refusal = [], 0, str(exc)
+    if trimmed:
+        logger.info(
+            "conversation %s: %d oldest turns left out to fit the context window",
+            conversation.pk,
+            trimmed,
+        )
     started = TurnStarted(
         user_message=user_message,
         assistant_message=assistant_message,
         title=str(conversation),
         kind=kind,
         removed=tuple(removed),
+        trimmed=trimmed,
     )
     title_from = (conversation.title, text) if kind == "send" and not had_title else None
-    return _Begun(started=started, history=history, title_from=title_from)
+    return _Begun(started=started, history=history, title_from=title_from, refusal=refusal)
 
 
 async def start_turn(
@@ -435,6 +464,7 @@ async def start_turn(
         sink=sink,
         continues=kind == "continue",
         title_from=begun.title_from,
+        refusal=begun.refusal,
     )
     reply.start()
     return reply

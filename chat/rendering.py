@@ -27,8 +27,6 @@ ALLOWED_TAGS = {
 ALLOWED_ATTRIBUTES = {
     "a": {"href", "title"},
     "ol": {"start"},
-    "th": {"style"},
-    "td": {"style"},
     "span": {"class"},
     "div": {"class"},
     "code": {"class"},
@@ -36,6 +34,11 @@ ALLOWED_ATTRIBUTES = {
     "button": {"class", "type", "title", "aria-label"},
 }
 ALLOWED_SCHEMES = {"http", "https", "mailto"}
+# Table cells are aligned by class, never by a style attribute: the page's Content-Security-Policy
+# (style-src 'self', chatsite/settings.py) blocks inline styles. The rules are in chat.css.
+ALIGN_CLASSES = {"left": "align-left", "center": "align-center", "right": "align-right"}
+# (nh3 wants "class" of these tags only here, not in ALLOWED_ATTRIBUTES too.)
+ALLOWED_CLASSES = {"th": set(ALIGN_CLASSES.values()), "td": set(ALIGN_CLASSES.values())}
 
 _formatter = HtmlFormatter(nowrap=True, classnames=None)
 
@@ -52,11 +55,21 @@ def _fence(renderer: Any, tokens: list[Any], idx: int, options: Any, env: Any) -
     return render_to_string("chat/_code_block.html", {"code": code, "language": language})
 
 
+def _align_by_class(state: Any) -> None:
+    """markdown-it writes a column's alignment as style="text-align:X"; make it a class."""
+    for token in state.tokens:
+        if token.type in ("th_open", "td_open") and token.attrs.get("style"):
+            align = str(token.attrs.pop("style")).removeprefix("text-align:")
+            if align in ALIGN_CLASSES:
+                token.attrs["class"] = ALIGN_CLASSES[align]
+
+
 def _parser() -> MarkdownIt:
     md = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
     md.enable(["table", "strikethrough"])
     md.add_render_rule("fence", _fence)
     md.add_render_rule("code_block", _fence)
+    md.core.ruler.push("align_by_class", _align_by_class)
     return md
 
 
@@ -70,6 +83,7 @@ def _sanitized(html: str, *, tags: set[str] = ALLOWED_TAGS) -> SafeString:
         tags=tags,
         attributes={tag: attrs for tag, attrs in ALLOWED_ATTRIBUTES.items() if tag in tags},
         url_schemes=ALLOWED_SCHEMES,
+        allowed_classes={tag: c for tag, c in ALLOWED_CLASSES.items() if tag in tags},
         link_rel="noopener noreferrer nofollow",
         strip_comments=True,
     )

@@ -7,6 +7,7 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -41,6 +42,36 @@ def _title_from(text: str) -> str:
 
 class TurnRefused(Exception):
     """The conversation is not in a state for that action; the message is shown to the user."""
+
+
+class LimitReached(TurnRefused):
+    """A per-user limit (replies streaming at once, messages a minute); nothing was saved."""
+
+
+def _check_limits(conversation: Conversation, *, new_message: bool) -> None:
+    """Refuse a reply that would break a per-user limit. Call inside the turn's transaction.
+
+    The user's row is locked first, so two processes starting replies for one user at once
+    count one after the other (PostgreSQL; SQLite writes one at a time anyway).
+    """
+    User.objects.select_for_update().filter(pk=conversation.user_id).exists()
+    mine = Message.objects.filter(conversation__user_id=conversation.user_id)
+    limit = settings.CHAT_MAX_CONCURRENT_REPLIES
+    if mine.filter(status=Message.Status.STREAMING).count() >= limit:
+        raise LimitReached(
+            f"You already have {limit} replies streaming (in other conversations or tabs), the "
+            "most at once. Stop one or wait for it to end."
+        )
+    per_minute = settings.CHAT_MESSAGES_PER_MINUTE
+    if new_message:
+        recent = mine.filter(
+            role=Message.Role.USER, created_at__gte=timezone.now() - timedelta(minutes=1)
+        ).count()
+        if recent >= per_minute:
+            raise LimitReached(
+                f"You have sent {per_minute} messages in the last minute, the most allowed. "
+                "Wait a moment and send again."
+            )
 
 
 def _new_reply(
@@ -78,6 +109,7 @@ def turn_start(
     """
     try:
         with transaction.atomic():
+            _check_limits(conversation, new_message=True)
             user_message = Message.objects.create(
                 conversation=conversation, role=Message.Role.USER, content=text
             )
@@ -108,6 +140,7 @@ def _replace_last_reply(
     """
     try:
         with transaction.atomic():
+            _check_limits(conversation, new_message=False)
             last_user = (
                 Message.objects.select_for_update()
                 .filter(conversation=conversation, role=Message.Role.USER)
@@ -174,6 +207,7 @@ def turn_continue(
     are kept on it and the continuation's are added when it ends (chat/generation.py).
     """
     with transaction.atomic():
+        _check_limits(conversation, new_message=False)
         last = (
             Message.objects.select_for_update()
             .filter(conversation=conversation)

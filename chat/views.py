@@ -89,6 +89,7 @@ def _conversation_page(
             "last_message_id": messages[-1].pk if messages else 0,
             "model": conversation.model or settings.CHAT_MODEL,
             "settings_form": form,
+            "max_chars": settings.CHAT_MAX_MESSAGE_CHARS,
             # The sidebar's list and the heading's tokens and cost (chat/_usage.html).
             "sidebar_conversations": selectors.sidebar_conversations(
                 user=request.user,  # type: ignore[arg-type]

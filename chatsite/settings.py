@@ -9,6 +9,8 @@ import os
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.csp import CSP
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -28,7 +30,11 @@ DEBUG = env_bool("DJANGO_DEBUG", True)
 # The dev key only works with DEBUG on; production must set DJANGO_SECRET_KEY.
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or ("dev-insecure-key-change-me" if DEBUG else "")
 if not SECRET_KEY:
-    raise RuntimeError("DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off")
+    raise ImproperlyConfigured(
+        "DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off (DJANGO_DEBUG=0): a long random "
+        "string (50+ characters), e.g. from "
+        "`python -c 'import secrets; print(secrets.token_urlsafe(50))'`."
+    )
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver")
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", "")
 
@@ -50,6 +56,7 @@ INSTALLED_APPS = [
 # (static files are served by chatsite/static_asgi.py, outside this chain).
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -73,6 +80,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "django.template.context_processors.csp",  # {% csp_nonce_attr %}, csp_nonce
             ],
         },
     },
@@ -142,6 +150,45 @@ SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = not DEBUG
 CSRF_COOKIE_SECURE = not DEBUG
 
+# --- Security headers and CSP ---------------------------------------------------------------
+# `manage.py check --deploy` is clean with DJANGO_DEBUG=0 (tests/test_security_headers.py).
+# TLS ends at the reverse proxy: name the header it sets to say so (DJANGO_SECURE_PROXY_SSL_HEADER=
+# X-Forwarded-Proto, trusted when its value is "https"), or the HTTPS redirect below loops and
+# HSTS is never sent. Only behind a proxy that overwrites that header (README's nginx does).
+_PROXY_SSL_HEADER = os.environ.get("DJANGO_SECURE_PROXY_SSL_HEADER", "").strip()
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_" + _PROXY_SSL_HEADER.upper().replace("-", "_"), "https") if _PROXY_SSL_HEADER else None
+)
+SECURE_SSL_REDIRECT = env_bool("DJANGO_SSL_REDIRECT", not DEBUG)
+# HSTS (sent on HTTPS responses only): a year in production, off in development.
+SECURE_HSTS_SECONDS = int(os.environ.get("DJANGO_HSTS_SECONDS") or (0 if DEBUG else 31536000))
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", True)
+# Preloading is a commitment for the whole registrable domain, so it is opt-in; check --deploy
+# warns (security.W021) whenever HSTS is on without it, so that one warning is silenced while
+# preload is off on purpose.
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", False)
+SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+# Content-Security-Policy on every response of the middleware chain (static files, served by
+# chatsite/static_asgi.py, carry none). No inline script, no eval (htmx runs with allowEval
+# false), no inline style attribute; connect-src 'self' covers the same-origin ws:/wss: socket.
+# The one exception: a per-response nonce in style-src for <style nonce> blocks, used by the
+# reply-metrics admin page and by Django's own admin and CSRF-failure templates.
+SECURE_CSP = {
+    "default-src": [CSP.SELF],
+    "script-src": [CSP.SELF],
+    "style-src": [CSP.SELF, CSP.NONCE],
+    "img-src": [CSP.SELF, "data:"],
+    "connect-src": [CSP.SELF],
+    "object-src": [CSP.NONE],
+    "base-uri": [CSP.NONE],
+    "frame-ancestors": [CSP.NONE],
+    "form-action": [CSP.SELF],
+}
+
 # --- The model provider -------------------------------------------------------------------
 # With no API key the offline demo provider answers, so a fresh checkout works without network.
 ANTHROPIC_API_KEY = os.environ.get("ANTHROPIC_API_KEY", "")
@@ -172,6 +219,15 @@ CHAT_GROUP_REFRESH = float(os.environ.get("CHAT_GROUP_REFRESH", "15"))
 # A bearer token that may read /metrics (staff users may always read it); empty: staff only.
 CHAT_METRICS_TOKEN = os.environ.get("CHAT_METRICS_TOKEN", "")
 CHAT_MAX_MESSAGE_CHARS = int(os.environ.get("CHAT_MAX_MESSAGE_CHARS", "32000"))
+# Limits per user, checked when a reply starts (any process: they are counted in the database).
+CHAT_MAX_CONCURRENT_REPLIES = int(os.environ.get("CHAT_MAX_CONCURRENT_REPLIES", "3"))
+CHAT_MESSAGES_PER_MINUTE = int(os.environ.get("CHAT_MESSAGES_PER_MINUTE", "20"))
+# Frames a socket may send: a burst, then this many a second (Stop frames are never limited).
+CHAT_FRAME_BURST = int(os.environ.get("CHAT_FRAME_BURST", "30"))
+CHAT_FRAMES_PER_SECOND = float(os.environ.get("CHAT_FRAMES_PER_SECOND", "10"))
+# The model's context window in tokens: a longer history is trimmed oldest-first to fit it
+# (with the reply's max_tokens and the system prompt), and the page says so.
+CHAT_CONTEXT_TOKENS = int(os.environ.get("CHAT_CONTEXT_TOKENS", "200000"))
 # Seconds without a byte from the provider before a reply fails as stalled.
 CHAT_STALL_TIMEOUT = float(os.environ.get("CHAT_STALL_TIMEOUT", "60"))
 # After a conversation's first exchange, ask the model for a short title (the demo provider

@@ -47,10 +47,13 @@ def fake_anthropic(fake_server: FakeAnthropicServer, settings: Any) -> FakeAnthr
 
 
 @pytest.fixture(autouse=True)
-def _no_title_requests(settings: Any) -> None:
+def _test_settings(settings: Any) -> None:
     """Tests count the fake's requests; a title request after each first reply would shift
-    them. The title tests turn it back on."""
+    them (the title tests turn it back on). And tests send more than a person would: the
+    limits are set by tests/test_limits.py where it tests them."""
     settings.CHAT_AUTO_TITLE = False
+    settings.CHAT_MESSAGES_PER_MINUTE = 100_000
+    settings.CHAT_MAX_CONCURRENT_REPLIES = 1000
 
 
 @pytest.fixture

@@ -173,6 +173,10 @@ def app_env(
         # A title request after each first reply would shift the fake's request records that
         # tests count; the title tests turn it back on.
         "CHAT_AUTO_TITLE": "0",
+        # Every live test signs in as the same few users and sends far more than a person
+        # would; the per-user limits are tested on their own (tests/test_limits.py).
+        "CHAT_MESSAGES_PER_MINUTE": "100000",
+        "CHAT_MAX_CONCURRENT_REPLIES": "1000",
         "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
         "PYTHONUNBUFFERED": "1",
         # The SDK (httpx) honours proxy variables: never send the fake's traffic to a proxy.

@@ -308,3 +308,31 @@ async def test_new_settings_apply_to_the_next_reply_of_an_already_open_socket(
     assert record.body["model"] == "claude-haiku-4-5"
     assert "Answer like a pirate." in str(record.body.get("system"))
     assert (await Message.objects.aget(pk=reply_id)).model == "claude-haiku-4-5"
+
+
+async def test_a_live_reply_closed_elsewhere_stops_streaming_at_its_next_checkpoint(
+    fake_anthropic: FakeAnthropicServer,
+    chat_socket: SocketFactory,
+    conversation: Conversation,
+    user: User,
+    settings: object,
+) -> None:
+    """A stop that gave up waiting for a slow owner (or a reaper that misjudged it) has closed
+    the reply in the database: the owner, still alive, must stop spending tokens on it."""
+    settings.CHAT_CHECKPOINT_INTERVAL = 0.2  # type: ignore[attr-defined]
+    fake_anthropic.reset(SLOW)
+    sock = await chat_socket(conversation, user)
+    await sock.send("send", "Go on")
+    _, reply_id = await sock.turn_started()
+    record = await fake_anthropic.await_request()
+    await fake_anthropic.await_delta(record, 2)
+    closed_at = time.monotonic()
+    await Message.objects.filter(pk=reply_id).aupdate(
+        status=Message.Status.INTERRUPTED, stop_reason=Message.StopReason.SERVER_RESTART
+    )
+    await fake_anthropic.await_disconnect(record, timeout=2)
+    assert record.disconnected_at is not None and record.disconnected_at - closed_at < 0.5
+    await sock.finished(reply_id)
+    saved = await Message.objects.aget(pk=reply_id)
+    assert saved.status == Message.Status.INTERRUPTED  # the outcome recorded elsewhere stands
+    assert saved.stop_reason == Message.StopReason.SERVER_RESTART

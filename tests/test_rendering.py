@@ -18,6 +18,16 @@ def test_markdown_renders_paragraphs_emphasis_lists_and_tables() -> None:
     assert "<table>" in html and "<td>1</td>" in html
 
 
+def test_table_alignment_is_a_class_not_a_style_attribute_the_csp_would_block() -> None:
+    html = render_markdown("| l | c | r |\n|:--|:-:|--:|\n| 1 | 2 | 3 |")
+    assert "style=" not in html
+    assert '<td class="align-left">1</td>' in html
+    assert '<td class="align-center">2</td>' in html
+    assert '<th class="align-right">r</th>' in html
+    # A class smuggled in by the model's HTML is not kept (raw HTML is text anyway).
+    assert '<td class="evil"' not in render_markdown('<td class="evil">x</td>')
+
+
 def test_code_blocks_are_highlighted_escaped_and_get_a_copy_button() -> None:
     html = render_markdown('```python\nprint("<b>hi</b>")\n```')
     assert 'class="code-block"' in html and 'class="copy-btn"' in html

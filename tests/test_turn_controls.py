@@ -239,7 +239,7 @@ async def test_a_rename_made_while_the_title_is_asked_for_is_kept(
     assert conversation.title == "My own name"
 
 
-async def test_a_failed_title_request_is_logged_and_keeps_the_first_words(
+async def test_a_failed_title_request_is_logged_and_suggests_no_title(
     fake_anthropic: FakeAnthropicServer, settings: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     settings.CHAT_AUTO_TITLE = True

@@ -67,10 +67,15 @@ class AnthropicProvider:
         self._api_key = api_key
         self._base_url = base_url
 
+    def _client(self) -> anthropic.AsyncAnthropic:
+        if not self._api_key:
+            raise ProviderError("No Anthropic API key is set on the server (ANTHROPIC_API_KEY).")
+        return _client(self._api_key, self._base_url)
+
     async def stream(
         self, *, model: str, system: str, history: list[ChatTurn], max_tokens: int
     ) -> AsyncIterator[StreamEvent]:
-        client = _client(self._api_key, self._base_url)
+        client = self._client()
         messages = cast(
             "list[anthropic.types.MessageParam]",
             [{"role": turn.role, "content": turn.content} for turn in history],
@@ -98,7 +103,7 @@ class AnthropicProvider:
         )
 
     async def complete(self, *, model: str, system: str, prompt: str, max_tokens: int) -> str:
-        client = _client(self._api_key, self._base_url)
+        client = self._client()
         try:
             message = await client.messages.create(
                 model=model,

@@ -1,0 +1,105 @@
+"""Who may do what, endpoint by endpoint: every URL the app serves is walked, so a view added
+later without an ownership or CSRF check fails here rather than in production."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import User
+from django.test import Client
+from django.urls import URLPattern, URLResolver, get_resolver
+
+from chat.models import Conversation, Message
+
+pytestmark = pytest.mark.django_db
+
+# Every route of the app, with how it is reached: (name, method, needs a conversation).
+ROUTES = [
+    ("chat:conversation_list", "get", False),
+    ("chat:conversation_create", "post", False),
+    ("chat:conversation_search", "get", False),
+    ("chat:conversation_stop_all", "post", False),
+    ("chat:active_replies", "get", False),
+    ("chat:conversation_detail", "get", True),
+    ("chat:conversation_settings", "post", True),
+    ("chat:conversation_rename", "post", True),
+    ("chat:conversation_delete", "get", True),
+    ("chat:conversation_delete", "post", True),
+    ("chat:conversation_stop", "post", True),
+]
+PUBLIC = {"chat:home", "chat:signup"}
+
+
+def _url(name: str, conversation: Conversation | None) -> str:
+    from django.urls import reverse
+
+    return reverse(name, kwargs={"conversation_id": conversation.pk} if conversation else None)
+
+
+def _chat_route_names() -> set[str]:
+    names: set[str] = set()
+    for entry in get_resolver().url_patterns:
+        if isinstance(entry, URLResolver) and entry.namespace == "chat":
+            names |= {f"chat:{p.name}" for p in entry.url_patterns if isinstance(p, URLPattern)}
+    return names
+
+
+def test_every_chat_route_is_covered_here() -> None:
+    assert _chat_route_names() == {name for name, _, _ in ROUTES} | PUBLIC
+
+
+@pytest.mark.parametrize(("name", "method", "owned"), ROUTES)
+def test_anonymous_visitors_are_sent_to_sign_in(
+    client: Client, conversation: Conversation, name: str, method: str, owned: bool
+) -> None:
+    response = getattr(client, method)(_url(name, conversation if owned else None))
+    assert response.status_code == 302 and response["Location"].startswith("/accounts/login/")
+
+
+@pytest.mark.parametrize(("name", "method", "owned"), [r for r in ROUTES if r[2]])
+def test_another_users_conversation_is_a_404_and_stays_untouched(
+    client: Client,
+    conversation: Conversation,
+    other_user: User,
+    name: str,
+    method: str,
+    owned: bool,
+) -> None:
+    Message.objects.create(conversation=conversation, role="user", content="private words")
+    client.force_login(other_user)
+    response = getattr(client, method)(
+        _url(name, conversation), {"title": "stolen", "model": "x", "system_prompt": "x"}
+    )
+    assert response.status_code == 404
+    assert b"private words" not in response.content and b"Test chat" not in response.content
+    conversation.refresh_from_db()
+    assert conversation.title == "Test chat" and conversation.messages.count() == 1
+
+
+@pytest.mark.parametrize(("name", "method", "owned"), [r for r in ROUTES if r[1] == "post"])
+def test_every_post_needs_the_csrf_token(
+    conversation: Conversation, user: User, name: str, method: str, owned: bool
+) -> None:
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(user)
+    response = client.post(_url(name, conversation if owned else None), {"title": "x"})
+    assert response.status_code == 403
+    assert Conversation.objects.filter(pk=conversation.pk, title="Test chat").exists()
+
+
+# (GET of delete is its confirmation page.)
+POST_ONLY = [r for r in ROUTES if r[1] == "post" and r[0] != "chat:conversation_delete"]
+
+
+@pytest.mark.parametrize(("name", "method", "owned"), POST_ONLY)
+def test_posts_are_refused_as_gets(
+    client: Client, conversation: Conversation, user: User, name: str, method: str, owned: bool
+) -> None:
+    client.force_login(user)
+    assert client.get(_url(name, conversation if owned else None)).status_code == 405
+
+
+def test_the_admin_and_metrics_are_for_staff_only(client: Client, user: User) -> None:
+    client.force_login(user)
+    assert client.get("/admin/").status_code == 302
+    assert client.get("/admin/chat/metrics/").status_code == 302
+    assert client.get("/metrics").status_code == 403

@@ -1,0 +1,65 @@
+"""Frames that once crashed the socket or kept Stop from stopping (found by the properties in
+tests/test_frames_properties.py), through the real socket while a reply streams."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+
+from chat.models import Conversation, Message
+from tests.conftest import SocketFactory
+from tests.fake_anthropic import FakeAnthropicServer, FakeConfig
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+SLOW = FakeConfig(interval=0.02, deltas=300)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("[" * 3000, "not JSON"),
+        ('{"action": "send", "message": "\\ud800 hi"}', "not valid text"),
+    ],
+    ids=["deeply-nested", "lone-surrogate"],
+)
+async def test_a_bad_frame_mid_reply_gets_a_notice_and_the_reply_and_socket_carry_on(
+    fake_anthropic: FakeAnthropicServer,
+    chat_socket: SocketFactory,
+    conversation: Conversation,
+    user: User,
+    raw: str,
+    expected: str,
+) -> None:
+    fake_anthropic.reset(SLOW)
+    sock = await chat_socket(conversation, user)
+    await sock.send("send", "Long answer please")
+    _, reply = await sock.turn_started()
+    await sock.until(rf'id="msg-{reply}-body" hx-swap-oob="beforeend"')  # text is streaming
+    await sock.comm.send_to(text_data=raw)
+    await sock.until(expected)
+    await sock.send("stop")  # the socket is alive, and its reply still stoppable
+    assert await sock.finished(reply) == "interrupted"
+    await fake_anthropic.await_disconnect(fake_anthropic.requests[-1])
+    roles = [m.role async for m in Message.objects.filter(conversation=conversation)]
+    assert roles == ["user", "assistant"]
+
+
+async def test_stop_stops_whatever_draft_the_composer_sends_with_it(
+    fake_anthropic: FakeAnthropicServer,
+    chat_socket: SocketFactory,
+    conversation: Conversation,
+    user: User,
+    settings: Any,
+) -> None:
+    settings.CHAT_MAX_MESSAGE_CHARS = 10
+    fake_anthropic.reset(SLOW)
+    sock = await chat_socket(conversation, user)
+    await sock.send("send", "Go on")
+    _, reply = await sock.turn_started()
+    await sock.until(rf'id="msg-{reply}-body" hx-swap-oob="beforeend"')
+    await sock.send("stop", "a draft well over the ten-character limit")
+    assert await sock.finished(reply) == "interrupted"
+    await fake_anthropic.await_disconnect(fake_anthropic.requests[-1])
