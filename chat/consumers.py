@@ -222,14 +222,24 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if frame.action != "stop" and not self._budget.take():
             await self._refuse("Too many frames at once: slow down. That one was ignored.")
             return
-        if frame.action == "stop":
-            await self._stop()
-        elif frame.action == "stop_and_send":
-            await self._stop_and_send(frame)
-        elif frame.action == "send":
-            await self._send(frame)
-        else:
-            await self._redo(frame.action, frame.message)
+        try:
+            if frame.action == "stop":
+                await self._stop()
+            elif frame.action == "stop_and_send":
+                await self._stop_and_send(frame)
+            elif frame.action == "send":
+                await self._send(frame)
+            else:
+                await self._redo(frame.action, frame.message)
+        except Exception:
+            # A bug must not take the socket (and with it the Stop of a streaming reply) down.
+            logger.exception(
+                "conversation %s: the %s frame failed", self.conversation.pk, frame.action
+            )
+            await self._notice(
+                "Something went wrong on the server; that was not done. Please try again.",
+                level="error",
+            )
 
     # --- actions from this socket --------------------------------------------------------
 

@@ -63,3 +63,32 @@ async def test_stop_stops_whatever_draft_the_composer_sends_with_it(
     await sock.send("stop", "a draft well over the ten-character limit")
     assert await sock.finished(reply) == "interrupted"
     await fake_anthropic.await_disconnect(fake_anthropic.requests[-1])
+
+
+async def test_an_unexpected_server_failure_is_a_notice_and_the_socket_lives_on(
+    fake_anthropic: FakeAnthropicServer,
+    chat_socket: SocketFactory,
+    conversation: Conversation,
+    user: User,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A bug anywhere behind a frame (simulated: the database write raises) must not close the
+    socket, which would also take away the Stop of a reply streaming on it."""
+    from chat import services
+
+    real = services.turn_start
+
+    def broken(**kwargs: Any) -> Any:
+        raise RuntimeError("simulated failure")
+
+    monkeypatch.setattr(services, "turn_start", broken)
+    fake_anthropic.reset(FakeConfig(interval=0.001, deltas=3))
+    sock = await chat_socket(conversation, user)
+    await sock.send("send", "Hello")
+    await sock.until("Something went wrong on the server")
+    assert "the send frame failed" in caplog.text
+    monkeypatch.setattr(services, "turn_start", real)
+    await sock.send("send", "Hello again")
+    _, reply = await sock.turn_started()
+    assert await sock.finished(reply) == "complete"
