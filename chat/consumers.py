@@ -169,10 +169,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
         """Bring the page up to date with what happened since it was rendered.
 
         Read after joining the group, so anything later arrives as frames. A page that misses
-        messages (its `?after=` id is older than the newest) gets the whole list again, and
-        turn starts already in it are then skipped (`chat_fragment`). Otherwise the last reply
-        may still have ended since (a reload races the old socket's save): its final form is
-        sent; re-sending one the page already has is harmless.
+        messages (its `?after=` id is older than the newest) gets the list again (its newest
+        page), and turn starts already in it are then skipped (`chat_fragment`). Otherwise the
+        last reply may still have ended since (a reload races the old socket's save): its final
+        form is sent; re-sending one the page already has is harmless.
         """
         conversation = self.conversation
         after = _after_param(self.scope)

@@ -59,7 +59,7 @@ def gone() -> str:
 
 
 def catch_up(messages: list[Message]) -> str:
-    """The whole message list, for a page rendered before some of it happened."""
+    """The message list (its newest page), for a page rendered before some of it happened."""
     streaming = any(m.status == Message.Status.STREAMING for m in messages)
     return render_to_string(f"{FRAMES}#catch_up", {"messages": messages, "streaming": streaming})
 

@@ -85,6 +85,10 @@ class Message(models.Model):
         null=True, blank=True, help_text="Last checkpoint of a streaming reply."
     )
 
+    #: Not stored: set by selectors.conversation_messages on the first message of a page that
+    #: has older messages before it (the page offers "Show earlier messages" there).
+    has_earlier: bool = False
+
     class Meta:
         ordering = ["id"]
         constraints = [

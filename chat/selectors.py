@@ -27,8 +27,27 @@ def conversation_list(*, user: AbstractBaseUser) -> QuerySet[Conversation]:
     return Conversation.objects.filter(user_id=user.pk).order_by("-updated_at")
 
 
-def conversation_messages(*, conversation: Conversation) -> list[Message]:
-    return list(conversation.messages.order_by("id"))
+#: The newest messages a conversation page shows; "Show earlier messages" loads older ones, this
+#: many at a time. (Rendering every reply's Markdown on each load made a page of 1,000 messages
+#: take about half a second; see bench/page.py.)
+PAGE_MESSAGES = 50
+
+
+def conversation_messages(
+    *, conversation: Conversation, before: int | None = None, limit: int = PAGE_MESSAGES
+) -> list[Message]:
+    """A page of the conversation's messages, oldest first: the newest `limit`, or the newest
+    `limit` older than message id `before`. If older ones remain, the page's first message has
+    `has_earlier` set, and the page offers "Show earlier messages" above it."""
+    messages = conversation.messages.order_by("-id")
+    if before is not None:
+        messages = messages.filter(id__lt=before)
+    page = list(messages[: limit + 1])
+    if len(page) > limit:
+        page = page[:limit]
+        page[-1].has_earlier = True
+    page.reverse()
+    return page
 
 
 def history_for_model(*, conversation: Conversation, before_message_id: int) -> list[ChatTurn]:

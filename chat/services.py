@@ -74,10 +74,11 @@ def _check_limits(conversation: Conversation, *, new_message: bool) -> None:
             )
 
 
-def _new_reply(
+def _reply_row(
     conversation: Conversation, *, model: str, max_tokens: int | None, owner_channel: str
 ) -> Message:
-    return Message.objects.create(
+    """An unsaved streaming assistant message."""
+    return Message(
         conversation=conversation,
         role=Message.Role.ASSISTANT,
         status=Message.Status.STREAMING,
@@ -110,11 +111,18 @@ def turn_start(
     try:
         with transaction.atomic():
             _check_limits(conversation, new_message=True)
-            user_message = Message.objects.create(
-                conversation=conversation, role=Message.Role.USER, content=text
-            )
-            assistant_message = _new_reply(
-                conversation, model=model, max_tokens=max_tokens, owner_channel=owner_channel
+            # One INSERT for both rows (ids come back, in order): a reply's writes stay at
+            # this, the conversation's touch, a checkpoint every 2 s and the final save.
+            user_message, assistant_message = Message.objects.bulk_create(
+                [
+                    Message(conversation=conversation, role=Message.Role.USER, content=text),
+                    _reply_row(
+                        conversation,
+                        model=model,
+                        max_tokens=max_tokens,
+                        owner_channel=owner_channel,
+                    ),
+                ]
             )
             fields: dict[str, object] = {}
             if not conversation.title:
@@ -157,9 +165,10 @@ def _replace_last_reply(
             if new_text is not None:
                 last_user.content = new_text
                 last_user.save(update_fields=["content"])
-            assistant_message = _new_reply(
+            assistant_message = _reply_row(
                 conversation, model=model, max_tokens=max_tokens, owner_channel=owner_channel
             )
+            assistant_message.save(force_insert=True)
             _touch(conversation)
     except IntegrityError as exc:
         raise ReplyAlreadyStreaming from exc

@@ -10,6 +10,7 @@ from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import UserCreationForm
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from . import selectors, services
@@ -102,12 +103,26 @@ def _conversation_page(
     )
 
 
+def _message_id(value: str) -> int | None:
+    """A message id from a query string; None for anything else (never a server error)."""
+    return int(value) if value.isascii() and value.isdigit() and len(value) <= 18 else None
+
+
 @login_required
 @require_GET
 def conversation_detail(request: HttpRequest, conversation_id: str) -> HttpResponse:
     conversation = _owned_or_404(request, conversation_id)
-    form = ConversationSettingsForm(instance=conversation)
-    return _conversation_page(request, conversation, form, status=200)
+    before = _message_id(request.GET.get("before", ""))
+    if before is not None and request.headers.get("HX-Request") == "true":
+        # "Show earlier messages": the page of messages before that one, in the button's place
+        # (with the next such button first, if there are older ones still).
+        messages = selectors.conversation_messages(conversation=conversation, before=before)
+        response = render(request, "chat/conversation.html#message_list", {"messages": messages})
+    else:
+        form = ConversationSettingsForm(instance=conversation)
+        response = _conversation_page(request, conversation, form, status=200)
+    patch_vary_headers(response, ["HX-Request"])
+    return response
 
 
 @login_required

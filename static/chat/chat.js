@@ -235,3 +235,28 @@
     if (input) { input.focus(); }
   });
 })();
+
+// "Show earlier messages" (a page opens with the newest messages only) puts older bubbles above
+// the ones in view: keep the view where it was, instead of letting it jump by the height of
+// what was added. htmx moves the focus to the next such button (same id); with none left, the
+// keyboard goes back to the composer.
+(function () {
+  "use strict";
+  var fromBottom = null;
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var detail = event.detail || {};
+    var messages = document.getElementById("messages");
+    if (!messages || !detail.shouldSwap || !detail.target || detail.target.id !== "earlier-messages") { return; }
+    fromBottom = messages.scrollHeight - messages.scrollTop;
+  });
+  document.addEventListener("htmx:afterSwap", function () {
+    if (fromBottom === null) { return; }
+    var messages = document.getElementById("messages");
+    if (messages) { messages.scrollTop = messages.scrollHeight - fromBottom; }
+    fromBottom = null;
+    var input = document.getElementById("composer-input");
+    if (!document.getElementById("show-earlier") && input && document.activeElement === document.body) {
+      input.focus({ preventScroll: true });
+    }
+  });
+})();

@@ -1,0 +1,66 @@
+"""Reading the fake Anthropic server's records for the streaming benchmarks.
+
+The fake (tests/fake_anthropic.py) runs in its own process and records, per request, when each
+delta was written (``time.monotonic()``, CLOCK_MONOTONIC, comparable across processes) and
+when the client hung up. A benchmark client tags every request with a unique marker in its user
+message and finds its record by it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from typing import Any
+
+from tests.fake_anthropic import FakeAnthropicControl, RequestRecord, last_user_text, plan_chunks
+
+
+def by_marker(records: list[RequestRecord], markers: list[str]) -> dict[str, RequestRecord]:
+    """The record of each marker (the last one carrying it, should the SDK have retried)."""
+    wanted = set(markers)
+    found: dict[str, RequestRecord] = {}
+    for record in records:
+        text = last_user_text(record.body)
+        if text in wanted:
+            found[text] = record
+    return found
+
+
+def delta_ends(record: RequestRecord) -> list[int]:
+    """Cumulative character offset of the end of each delta the record wrote.
+
+    Computed from the fake's own chunk plan (the text and delta count it used for this
+    request), and checked against the text it says it wrote.
+    """
+    config = record.config
+    chunks = plan_chunks(config.get("text"), int(config.get("deltas", 0)))
+    if config.get("echo"):
+        raise ValueError("echo replies are not used by the benchmark")
+    written = chunks[: record.deltas_written]
+    if "".join(written) != record.text_written:
+        raise ValueError(f"request {record.index}: the fake's text does not match its plan")
+    return list(itertools.accumulate(len(chunk) for chunk in written))
+
+
+async def records(
+    control: FakeAnthropicControl, *, min_count: int, finished: bool, wait: float
+) -> list[RequestRecord]:
+    """The fake's records, without blocking the caller's event loop."""
+    return await asyncio.to_thread(control.requests, min_count, finished=finished, timeout=wait)
+
+
+def rate_in(record: RequestRecord, start: float, end: float) -> float | None:
+    """Deltas a second the fake wrote for this request between two moments."""
+    if end <= start:
+        return None
+    return sum(1 for t in record.delta_times if start <= t <= end) / (end - start)
+
+
+def describe(record: RequestRecord) -> dict[str, Any]:
+    """A short JSON-ready description of a record, for error messages."""
+    return {
+        "index": record.index,
+        "outcome": record.outcome,
+        "deltas_written": record.deltas_written,
+        "disconnected_at": record.disconnected_at,
+    }

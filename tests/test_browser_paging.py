@@ -1,0 +1,250 @@
+"""A long conversation opens on its newest messages; "Show earlier messages" loads the rest.
+
+The page renders the newest page of messages only (chat/selectors.PAGE_MESSAGES): rendering every
+reply's Markdown on each load made a page of 1,000 messages take about half a second
+(bench/page.py). The server side first (Django's test client), then in a real Chromium against
+daphne (fixtures in tests/test_browser.py): older pages load in place without moving what the
+user is reading, the socket still works, and a page that missed messages is caught up to the
+newest page with its control.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from django.contrib.auth.models import User
+from django.test import Client
+from django.urls import reverse
+
+from chat import fragments, selectors
+from chat.models import Conversation, Message
+from tests.fake_anthropic import FakeAnthropicControl
+from tests.test_browser import (
+    QUICK,
+    REPO_ROOT,
+    body,
+    chromium,
+    db_message,
+    expect_complete,
+    fake,
+    new_context,
+    page,
+    relay_chat_sockets,
+    send_with_enter,
+    sign_in,
+)
+
+if TYPE_CHECKING:
+    from tests.live import LiveApp
+
+# (Importing tests.test_browser has skipped this module already where Playwright is missing.)
+from playwright.sync_api import Page, expect
+
+# Fixtures used by name below (imported so pytest finds them in this module).
+__all__ = ["chromium", "fake", "new_context", "page"]
+
+pytestmark = pytest.mark.browser
+pytest_plugins = ("tests.live",)
+
+PAGE = selectors.PAGE_MESSAGES
+ARTICLE_ID = re.compile(r'<article id="msg-(\d+)"')
+
+
+def _reply(i: int) -> str:
+    return f"Answer **{i}**:\n\n```python\nprint({i})\n```"
+
+
+# --------------------------------------------------------------------------------------------
+# The server side
+# --------------------------------------------------------------------------------------------
+
+
+def _long_conversation(user: User, count: int) -> tuple[Conversation, list[int]]:
+    conversation = Conversation.objects.create(user=user, title="Long")
+    Message.objects.bulk_create(
+        Message(conversation=conversation, role=Message.Role.USER, content=f"Question {i}")
+        if i % 2 == 0
+        else Message(conversation=conversation, role=Message.Role.ASSISTANT, content=_reply(i))
+        for i in range(count)
+    )
+    return conversation, list(conversation.messages.order_by("id").values_list("id", flat=True))
+
+
+def _shown(html: str) -> list[int]:
+    return [int(i) for i in ARTICLE_ID.findall(html)]
+
+
+@pytest.mark.django_db
+def test_the_page_shows_the_newest_messages_and_a_control_for_the_earlier_ones(
+    client: Client, user: User
+) -> None:
+    conversation, ids = _long_conversation(user, 2 * PAGE + 20)
+    client.force_login(user)
+    url = reverse("chat:conversation_detail", kwargs={"conversation_id": conversation.pk})
+    html = client.get(url).content.decode()
+    assert _shown(html) == ids[-PAGE:]
+    # The socket is still told the newest message the page holds (its catch-up relies on it).
+    assert f"/ws/chat/{conversation.pk}/?after={ids[-1]}" in html
+    assert html.count('id="show-earlier"') == 1
+    assert f'hx-get="{url}?before={ids[-PAGE]}"' in html
+    assert html.index('id="earlier-messages"') < html.index(f'id="msg-{ids[-PAGE]}"')
+
+    # Each click brings the page before, with the next control first while any are left.
+    fragment = client.get(f"{url}?before={ids[-PAGE]}", headers={"HX-Request": "true"})
+    assert "HX-Request" in fragment["Vary"]
+    text = fragment.content.decode()
+    assert "<html" not in text and "chat-title" not in text
+    assert _shown(text) == ids[-2 * PAGE : -PAGE]
+    assert f"?before={ids[-2 * PAGE]}" in text
+    assert "<pre" in text  # finished replies are rendered as on the page
+    last = client.get(f"{url}?before={ids[-2 * PAGE]}", headers={"HX-Request": "true"})
+    assert _shown(last.content.decode()) == ids[: -2 * PAGE]
+    assert "show-earlier" not in last.content.decode()
+
+
+@pytest.mark.django_db
+def test_a_short_conversation_has_no_control_and_odd_requests_get_the_whole_page(
+    client: Client, user: User, other_user: User
+) -> None:
+    conversation, ids = _long_conversation(user, PAGE)
+    client.force_login(user)
+    url = reverse("chat:conversation_detail", kwargs={"conversation_id": conversation.pk})
+    html = client.get(url).content.decode()
+    assert _shown(html) == ids and "show-earlier" not in html
+    # Without htmx, or with a `before` that is no message id, the full page as usual.
+    for query in ["?before=3", "?before=abc", "?before=%C2%B2", "?before=" + "9" * 40]:
+        headers = {} if query == "?before=3" else {"HX-Request": "true"}
+        response = client.get(url + query, headers=headers)
+        assert response.status_code == 200
+        assert "<html" in response.content.decode() and _shown(response.content.decode()) == ids
+    # Never another user's messages.
+    client.force_login(other_user)
+    assert client.get(f"{url}?before={ids[-1]}", headers={"HX-Request": "true"}).status_code == 404
+
+
+@pytest.mark.django_db
+def test_the_catch_up_of_a_stale_page_sends_the_newest_page_with_its_control(user: User) -> None:
+    conversation, ids = _long_conversation(user, 2 * PAGE + 20)
+    frame = fragments.catch_up(selectors.conversation_messages(conversation=conversation))
+    assert _shown(frame) == ids[-PAGE:]
+    assert frame.startswith('<div id="messages" hx-swap-oob="innerHTML">')
+    assert f"?before={ids[-PAGE]}" in frame
+
+
+# --------------------------------------------------------------------------------------------
+# In the browser
+# --------------------------------------------------------------------------------------------
+
+_SEED = """
+import json, sys
+import django
+django.setup()
+from django.contrib.auth.models import User
+from chat.models import Conversation, Message
+user = User.objects.get(username=sys.argv[1])
+conversation = (
+    Conversation.objects.get(pk=sys.argv[2]) if sys.argv[2]
+    else Conversation.objects.create(user=user, title="A long conversation")
+)
+start = conversation.messages.count()
+def message(i):
+    if i % 2 == 0:
+        return Message(conversation=conversation, role="user", content=f"Question {i}")
+    reply = f"Answer **{i}**:\\n\\n```python\\nprint({i})\\n```"
+    return Message(conversation=conversation, role="assistant", content=reply)
+Message.objects.bulk_create(message(i) for i in range(start, start + int(sys.argv[3])))
+ids = list(conversation.messages.order_by("id").values_list("id", flat=True))
+print(json.dumps({"conversation": str(conversation.pk), "ids": ids}))
+"""
+
+
+def seed(app: LiveApp, count: int, conversation: str = "") -> tuple[str, list[int]]:
+    """Add `count` messages to a conversation of the live app's user (a new one by default);
+    its id and all its message ids, oldest first."""
+    result = subprocess.run(
+        [sys.executable, "-c", _SEED, app.username, conversation, str(count)],
+        cwd=REPO_ROOT,
+        env=app.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    out: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    return out["conversation"], out["ids"]
+
+
+def shown_ids(page: Page) -> list[int]:
+    ids = page.eval_on_selector_all("#messages > article", "els => els.map(e => e.id)")
+    return [int(i.removeprefix("msg-")) for i in ids]
+
+
+def top_of(page: Page, message_id: int) -> float:
+    return float(page.locator(f"#msg-{message_id}").evaluate("e => e.getBoundingClientRect().top"))
+
+
+def test_show_earlier_messages_loads_older_pages_in_place_and_the_chat_goes_on(
+    page: Page, live_app: LiveApp, fake: FakeAnthropicControl
+) -> None:
+    sign_in(page, live_app)
+    conversation, ids = seed(live_app, 2 * PAGE + 20)
+    page.goto(f"/conversations/{conversation}/")
+    expect(page.locator("#connection")).to_have_attribute("data-state", "open")
+    assert shown_ids(page) == ids[-PAGE:]
+    messages = page.locator("#messages")
+    assert messages.evaluate("m => m.scrollHeight - m.scrollTop - m.clientHeight < 80")
+
+    # The user scrolls up to the oldest shown and asks for more: what they were reading stays
+    # where it was, the older messages come in above it, and the keyboard stays on the control.
+    messages.evaluate("m => { m.scrollTop = 0; }")
+    reading = ids[-PAGE]
+    before = top_of(page, reading)
+    page.locator("#show-earlier").click()
+    expect(page.locator("#messages > article")).to_have_count(2 * PAGE)
+    assert shown_ids(page) == ids[-2 * PAGE :]
+    assert abs(top_of(page, reading) - before) < 2, "the list jumped"
+    expect(page.locator("#show-earlier")).to_be_focused()
+    expect(page.locator(f"#msg-{ids[-PAGE - 1]} pre")).to_have_count(1)  # rendered Markdown
+
+    page.keyboard.press("Enter")  # the focused control again, from the keyboard
+    expect(page.locator("#messages > article")).to_have_count(len(ids))
+    assert shown_ids(page) == ids
+    expect(page.locator("#show-earlier")).to_have_count(0)
+    expect(page.locator("#composer-input")).to_be_focused()
+
+    # The socket works as before: a new turn goes after the newest message and completes.
+    user_id, reply = send_with_enter(page, f"{QUICK} One more question. (paging)")
+    assert shown_ids(page) == [*ids, user_id, reply]
+    expect_complete(page, reply)
+    assert body(page, reply) == db_message(live_app, reply)["content"] != ""
+
+
+def test_a_page_that_missed_messages_is_caught_up_to_the_newest_page_with_its_control(
+    page: Page, live_app: LiveApp, fake: FakeAnthropicControl
+) -> None:
+    routes = relay_chat_sockets(page, reconnect=True)
+    sign_in(page, live_app)
+    conversation, ids = seed(live_app, 2 * PAGE + 20)
+    page.goto(f"/conversations/{conversation}/")
+    expect(page.locator("#connection")).to_have_attribute("data-state", "open")
+    page.locator("#show-earlier").click()
+    expect(page.locator("#messages > article")).to_have_count(2 * PAGE)
+
+    # The conversation goes on where this page does not hear of it (written straight to the
+    # database), and then the page's socket drops and reconnects: it is caught up.
+    _, ids = seed(live_app, 2, conversation)
+    routes[0].close()
+    expect(page.locator("#connection")).to_have_attribute("data-state", "open", timeout=15_000)
+    assert len(routes) >= 2
+
+    # Reconnected, it shows the newest page, new messages included, and can load the rest.
+    expect(page.locator(f"#msg-{ids[-1]}")).to_have_count(1)
+    assert shown_ids(page) == ids[-PAGE:]
+    page.locator("#show-earlier").click()
+    expect(page.locator("#messages > article")).to_have_count(2 * PAGE)
+    assert shown_ids(page) == ids[-2 * PAGE :]
