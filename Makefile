@@ -10,7 +10,7 @@ PORT ?= 8000
 PYTHON ?= $(shell for p in python3.13 python3.12 python3; do \
 	if $$p -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null; then echo $$p; break; fi; done)
 
-.PHONY: run test lint install migrate browser services clean
+.PHONY: run test lint install migrate browser services bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	@if [ -z "$(PYTHON)" ]; then \
@@ -49,6 +49,14 @@ services:
 test: install browser services
 	$(MAKE) --no-print-directory lint
 	$(VENV)/bin/pytest
+
+# The benchmark (issue 6): stop and relay latency vs the raw SDK, capacity, database work, memory,
+# the 1,000-message page. Prints a table; writes bench/results/bench.json and bench.png.
+bench: install services
+	$(PY) -m bench.run
+
+bench-quick: install services
+	$(PY) -m bench.run --quick
 
 clean:
 	rm -rf $(VENV) staticfiles .pytest_cache .mypy_cache .ruff_cache

@@ -172,6 +172,44 @@ def generic_rows(name: str, figures: dict[str, Any]) -> list[list[str]]:
     return rows[:60]
 
 
+def round_notes(streams: dict[str, Any]) -> list[str]:
+    """What the table alone does not say about a round: lost replies, saturated processes."""
+    notes: list[str] = []
+    for rnd in streams.get("rounds", []):
+        for side in ("app", "raw"):
+            r = rnd.get(side)
+            if not isinstance(r, dict):
+                continue
+            where = f"N={rnd['n']} {side}"
+            if "error" in r:
+                notes.append(f"{where}: not measured: {r['error']}")
+                continue
+            if r.get("relay_undelivered"):
+                notes.append(
+                    f"{where}: {r['relay_undelivered']} deltas of the window had not arrived "
+                    "when the round gave up (counted with their latency then: a lower bound)"
+                )
+            if r.get("not_streaming_in_time"):
+                notes.append(
+                    f"{where}: {r['not_streaming_in_time']} of {rnd['n']} replies were not "
+                    f"streaming {r.get('start_timeout_s')} s after their send (left out)"
+                )
+            if r.get("ended_before_stop"):
+                notes.append(
+                    f"{where}: {r['ended_before_stop']} of {rnd['n']} replies ended before the "
+                    f"stop (left out of the figures): {r.get('ended_before_stop_example', '')}"
+                )
+            for text in r.get("error_notices", []):
+                notes.append(f"{where}: a socket was told: {text}")
+            for proc, cores in (r.get("cpu_cores_used") or {}).items():
+                if cores >= 0.9:
+                    notes.append(
+                        f"{where}: {proc} used {cores} of a core in the window (saturated: "
+                        "latencies there are queueing)"
+                    )
+    return notes
+
+
 def render_table(rows: list[list[str]]) -> str:
     widths = [max(len(HEADER[i]), *(len(r[i]) for r in rows)) for i in range(len(HEADER))]
     widths = [min(w, 60) for w in widths]
@@ -304,6 +342,13 @@ def main(argv: list[str] | None = None) -> int:
     failed = [name for name in modules if "error" in report[name]]
     for name in failed:
         rows.append([f"{name}: ERROR", "", report[name]["error"], *[""] * 9])
+    # A round that produced no figure (its reason is in the table and the notes) fails too.
+    failed += [
+        f"streams N={r['n']} {side}"
+        for r in streams.get("rounds", [])
+        for side in ("app", "raw")
+        if isinstance(r.get(side), dict) and "error" in r[side]
+    ]
 
     print()
     if rows:
@@ -312,14 +357,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nbackend: {streams.get('backend')}")
         for note in streams.get("notes", []):
             print(f"note: {note}")
-        bad = [
-            f"N={r['n']} {side}: {r[side].get('relay_undelivered', 0)} undelivered deltas"
-            for r in streams.get("rounds", [])
-            for side in ("app", "raw")
-            if isinstance(r.get(side), dict) and r[side].get("relay_undelivered")
-        ]
-        for line in bad:
-            print(f"note: relay {line} (counted at the moment the round gave up: a lower bound)")
+        for line in round_notes(streams):
+            print(f"note: {line}")
 
     args.out.mkdir(parents=True, exist_ok=True)
     json_path = args.out / "bench.json"

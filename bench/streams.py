@@ -237,23 +237,27 @@ async def app_round(
                 if c.tab.closed.is_set():
                     raise RoundError("a socket closed mid-round")
             ended = [c for c in clients if c.final]
-            if len(ended) > n // 2:
+            if n - len(ended) < max(1, n // 10):
                 raise RoundError(
                     f"{len(ended)} of {n} replies ended ({ended[0].final}) before streaming, "
                     f"e.g.: {ended[0].final_text[-300:]}"
                 )
             return all(len(c.ends) >= 2 or c.final for c in clients)
 
+        not_started: list[_Client] = []
         try:
-            await _until(all_streaming, 30 + n * 0.1, f"all {n} replies streaming", poll=0.05)
+            await _until(all_streaming, 30 + n * 0.2, f"all {n} replies streaming", poll=0.05)
         except RoundError as exc:
-            waiting = [c for c in clients if len(c.ends) < 2 and not c.final]
-            told = [c.notices[-1] for c in waiting if c.notices]
-            raise RoundError(
-                f"{exc} ({len(waiting)} not streaming"
-                + (f"; the last notice one was shown: {told[0]}" if told else "")
-                + ")"
-            ) from None
+            # Go on with the replies that stream, if enough do; the rest are counted.
+            not_started = [c for c in clients if len(c.ends) < 2 and not c.final]
+            streaming = [c for c in clients if len(c.ends) >= 2 and not c.final]
+            if len(streaming) < max(1, n // 10):
+                told = [c.notices[-1] for c in not_started if c.notices]
+                raise RoundError(
+                    f"{exc} ({len(not_started)} not streaming"
+                    + (f"; the last notice one was shown: {told[0]}" if told else "")
+                    + ")"
+                ) from None
         ramp_s = time.monotonic() - sent_all
         await asyncio.sleep(settle)  # past the start-up burst: the window sees a steady state
         pids = {"daphne": [s.process.pid for s in servers], "fake": [st.fake.process.pid]}
@@ -270,7 +274,7 @@ async def app_round(
         # A reply that ended on its own before the stop (an error, or closed as an orphan) is
         # left out of the figures, and counted with the reason it gave.
         early = [c for c in clients if c.final]
-        live = [c for c in clients if not c.final]
+        live = [c for c in clients if not c.final and c not in not_started]
         seen = by_marker(
             await records(st.control, min_count=n, finished=False, wait=10),
             [c.marker for c in clients],
@@ -335,6 +339,11 @@ async def app_round(
                     "ended_before_stop_example": early[0].final_text[-300:],
                 }
                 if early
+                else {}
+            ),
+            **(
+                {"not_streaming_in_time": len(not_started), "start_timeout_s": 30 + n * 0.2}
+                if not_started
                 else {}
             ),
         },

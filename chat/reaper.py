@@ -19,6 +19,7 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 
 from . import services
+from .generation import REPLY_TASK_PREFIX
 
 logger = logging.getLogger(__name__)
 
@@ -28,9 +29,24 @@ _tasks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[None]]
 )
 
 
+def _replies_alive_here() -> set[int]:
+    """Replies whose driver task runs in this process (found by task name, as in
+    chat/shutdown.py). They are never orphans, however late their heartbeat: a process under
+    heavy load beats late, and closing its live replies would cut them off mid-stream (found
+    by the benchmark at 500 concurrent replies)."""
+    alive = set()
+    for task in asyncio.all_tasks():
+        name = task.get_name()
+        if name.startswith(REPLY_TASK_PREFIX) and not task.done():
+            alive.add(int(name.removeprefix(REPLY_TASK_PREFIX)))
+    return alive
+
+
 async def reap_once(*, older_than: float | None = None) -> int:
     age = settings.CHAT_ORPHAN_AFTER if older_than is None else older_than
-    closed = await database_sync_to_async(services.reap_orphans)(older_than=timedelta(seconds=age))
+    closed = await database_sync_to_async(services.reap_orphans)(
+        older_than=timedelta(seconds=age), alive=_replies_alive_here()
+    )
     for message in closed:
         logger.warning(
             "reaper closed orphaned reply %s in conversation %s (%d chars kept)",

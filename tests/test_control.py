@@ -336,3 +336,31 @@ async def test_a_live_reply_closed_elsewhere_stops_streaming_at_its_next_checkpo
     saved = await Message.objects.aget(pk=reply_id)
     assert saved.status == Message.Status.INTERRUPTED  # the outcome recorded elsewhere stands
     assert saved.stop_reason == Message.StopReason.SERVER_RESTART
+
+
+async def test_the_reaper_never_closes_a_reply_still_streaming_in_its_own_process(
+    fake_anthropic: FakeAnthropicServer,
+    chat_socket: SocketFactory,
+    conversation: Conversation,
+    user: User,
+) -> None:
+    """Under heavy load a live reply's heartbeat falls behind; its own process is not dead.
+    (The benchmark at 500 concurrent replies saw the reaper close hundreds of live replies.)"""
+    from chat.reaper import reap_once
+
+    fake_anthropic.reset(SLOW)
+    sock = await chat_socket(conversation, user)
+    await sock.send("send", "Go on")
+    _, live = await sock.turn_started()
+    other = await Conversation.objects.acreate(user=user, title="dead process")
+    dead = await Message.objects.acreate(
+        conversation=other, role="assistant", status="streaming", content="half"
+    )
+    long_ago = timezone.now() - timedelta(minutes=5)
+    await Message.objects.filter(pk__in=[live, dead.pk]).aupdate(heartbeat_at=long_ago)
+
+    assert await reap_once(older_than=10) == 1
+    assert (await Message.objects.aget(pk=dead.pk)).status == "interrupted"
+    assert (await Message.objects.aget(pk=live)).status == "streaming"
+    await sock.send("stop")
+    assert await sock.finished(live) == "interrupted"
