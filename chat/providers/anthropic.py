@@ -1,8 +1,8 @@
 """Claude through the official SDK's streaming Messages API.
 
-`async with client.messages.stream(...)` is the whole stop mechanism: when the task iterating
-this generator is cancelled, the CancelledError leaves the `async with`, which closes the
-partly read HTTP response and so its TCP connection; Anthropic then stops generating.
+`async with` around the SDK's event stream is the whole stop mechanism: when the task
+iterating this generator is cancelled, the CancelledError leaves the `async with`, which closes
+the partly read HTTP response and so its TCP connection; Anthropic then stops generating.
 """
 
 from __future__ import annotations
@@ -80,27 +80,37 @@ class AnthropicProvider:
             "list[anthropic.types.MessageParam]",
             [{"role": turn.role, "content": turn.content} for turn in history],
         )
+        ended = False
+        stop_reason, output_tokens = "end_turn", None
         try:
-            async with client.messages.stream(
+            # The raw event stream (`create(stream=True)`), not the `messages.stream()` helper:
+            # the helper also builds a snapshot of the whole message on every event, which was
+            # the largest share of the server's CPU per token (bench/streams.py, profiled).
+            stream = await client.messages.create(
                 model=model,
                 max_tokens=max_tokens,
                 messages=messages,
                 system=system or anthropic.omit,
+                stream=True,
                 # The read timeout is the stall detector: the longest silence accepted.
                 timeout=settings.CHAT_STALL_TIMEOUT,
-            ) as stream:
+            )
+            async with stream:
                 async for event in stream:
-                    if event.type == "message_start":
-                        yield StreamStart(input_tokens=event.message.usage.input_tokens)
-                    elif event.type == "content_block_delta" and event.delta.type == "text_delta":
+                    if event.type == "content_block_delta" and event.delta.type == "text_delta":
                         yield TextDelta(event.delta.text)
-                final = await stream.get_final_message()
+                    elif event.type == "message_start":
+                        yield StreamStart(input_tokens=event.message.usage.input_tokens)
+                    elif event.type == "message_delta":
+                        stop_reason = event.delta.stop_reason or stop_reason
+                        output_tokens = event.usage.output_tokens
+                    elif event.type == "message_stop":
+                        ended = True
         except (anthropic.APIError, httpx2.TransportError) as exc:
             raise ProviderError(describe_error(exc)) from exc
-        yield StreamEnd(
-            stop_reason=final.stop_reason or "end_turn",
-            output_tokens=final.usage.output_tokens,
-        )
+        if not ended:
+            raise ProviderError("The model's stream ended unexpectedly.")
+        yield StreamEnd(stop_reason=stop_reason, output_tokens=output_tokens)
 
     async def complete(self, *, model: str, system: str, prompt: str, max_tokens: int) -> str:
         client = self._client()

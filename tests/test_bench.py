@@ -1,4 +1,6 @@
-"""The benchmark's modules for figures 5-7 run in quick mode and return every figure, JSON-ready.
+"""`make test` runs the benchmark once in quick mode (`python -m bench.run --quick`, as
+`make bench-quick` does) and checks that it ran and produced every figure, JSON-ready, with its
+raw-SDK floor where it has one, and the plot.
 
 No timing is asserted (the machines are noisy): only that each figure is there, of a sane type
 and in a sane range, and that the counts describe what happened.
@@ -7,11 +9,33 @@ and in a sane range, and that the counts describe what happened.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bench import db_work, memory, page
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    out = tmp_path_factory.mktemp("bench")
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--quick", "--out", str(out)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "stop latency" in result.stdout  # the table was printed
+    assert (out / "bench.png").stat().st_size > 10_000
+    yield json.loads((out / "bench.json").read_text())
 
 
 def _json_ready(figures: dict[str, Any]) -> None:
@@ -22,8 +46,26 @@ def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def test_db_work_counts_the_statements_of_a_complete_and_a_stopped_reply() -> None:
-    figures = db_work.measure(quick=True)
+def test_stop_relay_and_capacity_figures_come_with_their_raw_sdk_floor(
+    report: dict[str, Any],
+) -> None:
+    streams = report["streams"]
+    assert "error" not in streams, streams
+    for name in ("stop_latency_ms", "after_stop_deltas", "relay_latency_ms"):
+        rows = streams["figures"][name]
+        assert rows, name
+        for row in rows:
+            for side in ("app", "raw"):
+                assert all(_number(row[side][k]) for k in ("p50", "p99", "max")), (name, row)
+            assert row["target"]
+    assert streams["capacity"], "no capacity figure"
+    assert report["environment"]["quick"] is True
+
+
+def test_db_work_counts_the_statements_of_a_complete_and_a_stopped_reply(
+    report: dict[str, Any],
+) -> None:
+    figures = report["db_work"]
     _json_ready(figures)
     assert figures["deltas"] == db_work.DELTAS_QUICK
     assert isinstance(figures["target_met"], bool)
@@ -45,9 +87,10 @@ def test_db_work_counts_the_statements_of_a_complete_and_a_stopped_reply() -> No
     assert 0 < figures["stopped"]["deltas_streamed"] < db_work.DELTAS_QUICK
 
 
-def test_memory_reports_rss_per_idle_connection_and_per_active_reply() -> None:
-    pytest.importorskip("psutil")
-    figures = memory.measure(quick=True)
+def test_memory_reports_rss_per_idle_connection_and_per_active_reply(
+    report: dict[str, Any],
+) -> None:
+    figures = report["memory"]
     _json_ready(figures)
     assert figures["k"] == memory.K_QUICK
     for key in ["rss_baseline_mib", "rss_idle_mib", "rss_streaming_mib"]:
@@ -58,8 +101,8 @@ def test_memory_reports_rss_per_idle_connection_and_per_active_reply() -> None:
     assert _number(figures["seconds_until_all_streaming"])
 
 
-def test_page_times_a_conversation_of_1000_messages() -> None:
-    figures = page.measure(quick=True)
+def test_page_times_a_conversation_of_1000_messages(report: dict[str, Any]) -> None:
+    figures = report["page"]
     _json_ready(figures)
     assert figures["messages_in_conversation"] == page.MESSAGES
     assert figures["target_ms"] == page.TARGET_MS
