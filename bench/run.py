@@ -232,6 +232,7 @@ def plot(streams: dict[str, Any], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
 
     figures = streams.get("figures", {})
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.8))
@@ -253,7 +254,10 @@ def plot(streams: dict[str, Any], path: Path) -> None:
             )
         target = 10.0 if key == "stop_latency_ms" else 50.0
         ax.axhline(target, color="green", lw=1, ls="-.", label=f"target p99 {target:.0f} ms")
-        ax.set_xscale("symlog", linthresh=1)
+        ax.set_xscale("log")  # N >= 1
+        ax.set_xticks(sorted({r["n"] for r in rows}))
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_yscale("log")
         ax.set_xlabel("concurrent replies (N)")
         ax.set_ylabel("ms")
