@@ -103,3 +103,12 @@ def test_the_admin_and_metrics_are_for_staff_only(client: Client, user: User) ->
     assert client.get("/admin/").status_code == 302
     assert client.get("/admin/chat/metrics/").status_code == 302
     assert client.get("/metrics").status_code == 403
+
+
+@pytest.mark.parametrize("path", ["/accounts/logout/", "/signup/", "/accounts/login/"])
+def test_sign_in_sign_up_and_sign_out_need_the_csrf_token_too(user: User, path: str) -> None:
+    client = Client(enforce_csrf_checks=True)
+    if path == "/accounts/logout/":
+        client.force_login(user)
+    response = client.post(path, {"username": "alice", "password": "x"})
+    assert response.status_code == 403

@@ -92,3 +92,28 @@ async def test_an_unexpected_server_failure_is_a_notice_and_the_socket_lives_on(
     await sock.send("send", "Hello again")
     _, reply = await sock.turn_started()
     assert await sock.finished(reply) == "complete"
+
+
+@pytest.mark.parametrize("after", ["abc", "-1", "99999999999999999999", ""])
+async def test_a_malformed_after_on_the_socket_url_is_ignored(
+    chat_socket: SocketFactory, conversation: Conversation, user: User, after: str
+) -> None:
+    from channels.testing import WebsocketCommunicator
+
+    from chatsite.asgi import application
+    from tests.conftest import ORIGIN, session_cookie
+
+    comm = WebsocketCommunicator(
+        application,
+        f"/ws/chat/{conversation.pk}/?after={after}",
+        headers=[
+            (b"host", b"127.0.0.1:8000"),
+            (b"origin", ORIGIN.encode()),
+            (b"cookie", (await session_cookie(user)).encode()),
+        ],
+    )
+    connected, _ = await comm.connect(timeout=5)
+    assert connected
+    await comm.send_to(text_data='{"action": "stop"}')
+    assert "Nothing is streaming" in await comm.receive_from(timeout=5)
+    await comm.disconnect()
