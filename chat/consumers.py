@@ -26,7 +26,8 @@ from channels.layers import get_channel_layer
 from channels.utils import await_many_dispatch
 from django.conf import settings
 
-from . import control, fragments, selectors
+from . import control, fragments, selectors, services
+from .commands import Command, command_of
 from .frames import ClientFrame, FrameBudget, FrameError, parse_client_frame
 from .generation import (
     Reply,
@@ -223,7 +224,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self._refuse("Too many frames at once: slow down. That one was ignored.")
             return
         try:
-            if frame.action == "stop":
+            command = (
+                command_of(frame.message) if frame.action in ("send", "stop_and_send") else None
+            )
+            if command is not None:
+                await self._command(command)
+            elif frame.action == "stop":
                 await self._stop()
             elif frame.action == "stop_and_send":
                 await self._stop_and_send(frame)
@@ -284,6 +290,19 @@ class ChatConsumer(AsyncWebsocketConsumer):
             )
             return
         await self._start(frame.message)
+
+    async def _command(self, command: Command) -> None:
+        """A composer command (chat/commands.py): done here, never saved as a message."""
+        await self.send(text_data=fragments.command_accepted())
+        if command == "/stop":
+            await self._stop()
+        elif command == "/help":
+            await self._notice(fragments.help_text())
+        else:  # /new: the page goes to a new conversation (its socket closes, as on any leave)
+            conversation = await database_sync_to_async(services.conversation_create)(
+                user=self.scope["user"]
+            )
+            await self.send(text_data=fragments.navigate(conversation))
 
     async def _redo(self, kind: TurnKind, text: str) -> None:
         """Regenerate the last reply, edit the last message and resend, or continue a reply."""

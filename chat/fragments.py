@@ -11,8 +11,9 @@ import copy
 from django.conf import settings
 from django.template.loader import render_to_string
 
+from .commands import COMMANDS
 from .generation import ReplyEvent, ReplyFinished, TextBatch, TitleChanged, TurnStarted
-from .models import Message
+from .models import Conversation, Message
 
 FRAMES = "chat/frames.html"
 
@@ -51,6 +52,23 @@ def for_event(event: ReplyEvent, *, for_owner: bool = True) -> str:
 def notice(text: str, *, level: str = "info") -> str:
     """A short message for the user in the page's notice area (errors included)."""
     return render_to_string(f"{FRAMES}#notice", {"text": text, "level": level})
+
+
+def command_accepted() -> str:
+    """A composer command was taken: the composer is emptied, the notice cleared."""
+    return render_to_string(
+        f"{FRAMES}#command_accepted", {"max_chars": settings.CHAT_MAX_MESSAGE_CHARS}
+    )
+
+
+def help_text() -> str:
+    """What /help says (plain text for the notice)."""
+    return "Commands: " + "; ".join(f"{name}: {what}" for name, what in COMMANDS.items()) + "."
+
+
+def navigate(conversation: Conversation) -> str:
+    """Send the page to another conversation (chat.js follows the link)."""
+    return render_to_string(f"{FRAMES}#navigate", {"conversation": conversation})
 
 
 def gone() -> str:

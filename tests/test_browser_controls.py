@@ -196,3 +196,31 @@ def test_the_page_works_from_the_keyboard_with_a_visible_focus(
     page.keyboard.press("Enter")
     expect(page.locator(f"#msg-{reply}")).to_have_count(0)
     expect(page.locator("#messages > article")).to_have_count(2)
+
+
+def test_composer_commands_stop_the_reply_and_open_a_new_conversation(
+    page: Page, live_app: LiveApp, fake: FakeAnthropicControl
+) -> None:
+    sign_in(page, live_app)
+    first = new_chat(page)
+    _, reply = send_with_enter(page, "Talk for a long while (slash-stop)")
+    expect_streaming(page, reply)
+    wait_for_text(page, reply, 30)
+    box = page.locator("#composer-input")
+    box.fill("/stop")
+    box.press("Enter")
+    expect_interrupted(page, reply)
+    expect(box).to_have_value("")
+    assert db_message(live_app, reply)["content"] == body(page, reply)
+    assert [m["role"] for m in live_app.messages(first)] == ["user", "assistant"]
+
+    box.fill("/help")
+    box.press("Enter")
+    expect(page.locator("#notice")).to_contain_text("/new: start a new conversation")
+
+    box.fill("/new")
+    box.press("Enter")
+    page.wait_for_url(lambda url: first not in url and url.endswith("/"))
+    assert re.search(r"/conversations/[0-9a-f-]{36}/$", page.url)
+    expect(page.locator("#connection")).to_have_attribute("data-state", "open")
+    expect(page.locator("#messages > article")).to_have_count(0)

@@ -143,6 +143,9 @@
     if (jump && messages && !nearBottom) { jump.hidden = false; }
     updateLiveStatus();
     syncSidebarTitle();
+    // /new: the server made a conversation and sent its link; go there.
+    var go = byId("navigate");
+    if (go) { window.location.assign(go.href); }
   });
 
   // The heading takes a new title from a frame (the first message, then the model's title);
