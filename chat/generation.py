@@ -379,25 +379,21 @@ def _begin_turn(
         assistant_message = services.turn_continue(
             conversation=conversation, max_tokens=max_tokens, owner_channel=owner_channel
         )
-    else:
-        user_message, removed, assistant_message = (
-            services.turn_edit(
-                conversation=conversation,
-                text=text,
-                model=model,
-                max_tokens=max_tokens,
-                owner_channel=owner_channel,
-            )
-            if kind == "edit"
-            else services.turn_regenerate(
-                conversation=conversation,
-                model=model,
-                max_tokens=max_tokens,
-                owner_channel=owner_channel,
-            )
+    elif kind == "edit":
+        user_message, removed, assistant_message = services.turn_edit(
+            conversation=conversation,
+            text=text,
+            model=model,
+            max_tokens=max_tokens,
+            owner_channel=owner_channel,
         )
-        if kind == "regenerate":
-            user_message = None  # unchanged: the page keeps its bubble
+    else:  # regenerate: the user message is unchanged, so the page keeps its bubble
+        _, removed, assistant_message = services.turn_regenerate(
+            conversation=conversation,
+            model=model,
+            max_tokens=max_tokens,
+            owner_channel=owner_channel,
+        )
     history = selectors.history_for_model(
         conversation=conversation, before_message_id=assistant_message.pk
     )
