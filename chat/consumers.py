@@ -432,18 +432,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def chat_stop(self, event: dict[str, Any]) -> None:
         """A stop sent to this socket as the reply's owner (chat/control.py): stop, then answer."""
-        reply = self.reply
-        if self._streaming() and reply is not None and reply.message.pk == event["message_id"]:
-            message = await self._stop_own(event.get("reason") or Message.StopReason.USER_STOP)
-            answer = {"outcome": "stopped", "chars": len(message.content)}
-        else:
-            # That reply ended before the stop arrived (or a newer one runs): leave it be.
-            answer = {"outcome": "finished", "chars": None}
-        with contextlib.suppress(control.LayerUnavailable):
-            await control.send(
-                event["reply_channel"],
-                {"type": "stop.answer", "message_id": event["message_id"], **answer},
-            )
+        await control.answer_stop(self.reply, event)
 
 
 def _after_param(scope: dict[str, Any]) -> int | None:

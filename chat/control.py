@@ -15,7 +15,7 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
@@ -23,6 +23,9 @@ from django.conf import settings
 
 from . import selectors, services
 from .models import Message
+
+if TYPE_CHECKING:
+    from .generation import Reply
 
 logger = logging.getLogger(__name__)
 
@@ -208,3 +211,74 @@ async def _show_final(conversation_id: str, message: Message) -> None:
         await group_send(conversation_id, {"type": "chat.fragment", "html": html, "sender": ""})
     except LayerUnavailable:
         logger.warning("conversation %s: could not show the closed orphan", conversation_id)
+
+
+async def answer_stop(reply: Reply | None, event: dict[str, Any]) -> None:
+    """Answer a `chat.stop` event sent to a reply's owner by `request_stop`: stop the reply if it
+    is the one named and still streaming (its partial is saved first), then say what happened.
+
+    Every door that owns replies answers stops with this: the WebSocket consumer on its own
+    channel, the API and the terminal chat through a `StopInbox`.
+    """
+    if reply is not None and not reply.done and reply.message.pk == event["message_id"]:
+        reply.stop(event.get("reason") or Message.StopReason.USER_STOP)
+        message = await reply.wait()
+        answer: dict[str, Any] = {"outcome": "stopped", "chars": len(message.content)}
+    else:
+        # That reply ended before the stop arrived (or a newer one runs): leave it be.
+        answer = {"outcome": "finished", "chars": None}
+    with contextlib.suppress(LayerUnavailable):
+        await send(
+            event["reply_channel"],
+            {"type": "stop.answer", "message_id": event["message_id"], **answer},
+        )
+
+
+class StopInbox:
+    """A channel-layer address where a door that is not a socket (the HTTP API, the terminal
+    chat) hears stops for its reply, so `request_stop` reaches it from any process.
+
+        inbox = await StopInbox.open()
+        reply = await start_turn(..., owner_channel=inbox.channel)
+        inbox.serve(reply)       # until close(): answers chat.stop events for this reply
+        ...
+        inbox.close()
+    """
+
+    def __init__(self, channel: str) -> None:
+        self.channel = channel
+        self._task: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def open(cls) -> StopInbox:
+        layer = get_channel_layer()
+        assert layer is not None, "CHANNEL_LAYERS is not configured"
+        return cls(await layer.new_channel("reply-owner."))
+
+    def serve(self, reply: Reply) -> None:
+        self._task = asyncio.create_task(
+            self._serve(reply), name=f"reply-{reply.message.pk}-stop-inbox"
+        )
+
+    async def _serve(self, reply: Reply) -> None:
+        layer = get_channel_layer()
+        assert layer is not None
+        delay = 0.1
+        while not reply.done:
+            try:
+                with layer_errors():
+                    event = await layer.receive(self.channel)
+            except LayerUnavailable as exc:
+                # Redis is down: stops from elsewhere wait for it (Ctrl+C, a closed connection
+                # and the reply's own checkpoint still work).
+                logger.warning("reply %s: stop inbox unreachable (%s)", reply.message.pk, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            delay = 0.1
+            if event.get("type") == "chat.stop":
+                await answer_stop(reply, event)
+
+    def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
