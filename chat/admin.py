@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.db.models import Count, Max, Q, QuerySet
-from django.http import HttpRequest
+from django.forms import ModelForm
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.utils.cache import add_never_cache_headers
 
-from .models import Conversation, Message
+from . import tokens
+from .models import ApiToken, Conversation, Message
 
 TRANSCRIPT_FIELDS = (
     "role",
@@ -110,3 +114,43 @@ class MessageAdmin(admin.ModelAdmin):
     @admin.display(description="text as read (marker included)")
     def shown_text(self, obj: Message) -> str:
         return obj.display_text
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    """Tokens are made here for any user (the token is shown once) and revoked by deleting."""
+
+    list_display = ["name", "user", "prefix", "created_at", "last_used_at"]
+    list_filter = ["created_at", "last_used_at"]
+    search_fields = ["name", "prefix", "user__username"]
+    list_select_related = ["user"]
+    fields = ["user", "name", "prefix", "created_at", "last_used_at"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: ApiToken | None = None) -> list[str]:
+        made = ["prefix", "created_at", "last_used_at"]
+        return made if obj is None else ["user", *made]
+
+    def save_model(
+        self, request: HttpRequest, obj: ApiToken, form: ModelForm[ApiToken], change: bool
+    ) -> None:
+        if not change:
+            request.new_api_token = tokens.issue(obj)  # type: ignore[attr-defined]
+        super().save_model(request, obj, form, change)
+
+    def response_add(
+        self, request: HttpRequest, obj: ApiToken, post_url_continue: str | None = None
+    ) -> HttpResponse:
+        """The one page that shows the new token (it is not stored, so it cannot be shown again)."""
+        response = TemplateResponse(
+            request,
+            "admin/chat/apitoken/created.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.opts,
+                "title": "API token created",
+                "token_row": obj,
+                "token": request.new_api_token,  # type: ignore[attr-defined]
+            },
+        )
+        add_never_cache_headers(response)
+        return response

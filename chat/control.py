@@ -277,7 +277,9 @@ class StopInbox:
                 continue
             delay = 0.1
             if event.get("type") == "chat.stop":
-                await answer_stop(reply, event)
+                # Shielded: the door closes the inbox as soon as the reply has ended, which
+                # may be before this answer (sent after the save) is on its way.
+                await asyncio.shield(answer_stop(reply, event))
 
     def close(self) -> None:
         if self._task is not None:

@@ -129,3 +129,24 @@ class Message(models.Model):
         if self.status == self.Status.INTERRUPTED:
             return f"{self.content}\n\n{INTERRUPTED_MARKER}" if self.content else INTERRUPTED_MARKER
         return self.content
+
+
+class ApiToken(models.Model):
+    """A user's key for the streaming HTTP API (chat/views_api.py). Only a digest is stored:
+    the token itself is shown once, when it is created (chat/tokens.py). Revoking deletes it."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
+    )
+    name = models.CharField(max_length=100, help_text="What the token is for.")
+    prefix = models.CharField(max_length=16, editable=False, help_text="Its first characters.")
+    digest = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "API token"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"

@@ -50,6 +50,11 @@ def conversation_messages(
     return page
 
 
+def all_messages(*, conversation: Conversation) -> list[Message]:
+    """Every message of the conversation, oldest first (the API's transcript)."""
+    return list(conversation.messages.order_by("id"))
+
+
 def history_for_model(*, conversation: Conversation, before_message_id: int) -> list[ChatTurn]:
     """The conversation as the model should see it, up to (not including) one message.
 

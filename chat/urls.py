@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from . import views, views_control, views_conversations
+from . import views, views_api, views_control, views_conversations, views_tokens
 
 app_name = "chat"
 
@@ -42,5 +42,29 @@ urlpatterns = [
         "conversations/<uuid:conversation_id>/",
         views.conversation_detail,
         name="conversation_detail",
+    ),
+    # API tokens, on the user's own page.
+    path("account/tokens/", views_tokens.api_tokens, name="api_tokens"),
+    path(
+        "account/tokens/<int:token_id>/revoke/",
+        views_tokens.api_token_revoke,
+        name="api_token_revoke",
+    ),
+    # The streaming HTTP API for scripts (token authentication; chat/views_api.py).
+    path("api/conversations/", views_api.conversations, name="api_conversations"),
+    path(
+        "api/conversations/<uuid:conversation_id>/",
+        views_api.conversation,
+        name="api_conversation",
+    ),
+    path(
+        "api/conversations/<uuid:conversation_id>/messages/",
+        views_api.messages,
+        name="api_messages",
+    ),
+    path(
+        "api/conversations/<uuid:conversation_id>/stop/",
+        views_api.conversation_stop,
+        name="api_conversation_stop",
     ),
 ]

@@ -25,13 +25,26 @@ ROUTES = [
     ("chat:conversation_delete", "get", True),
     ("chat:conversation_delete", "post", True),
     ("chat:conversation_stop", "post", True),
+    ("chat:api_tokens", "get", False),
+    ("chat:api_tokens", "post", False),
+    ("chat:api_token_revoke", "post", False),
 ]
 PUBLIC = {"chat:home", "chat:signup"}
+# The API authenticates by token, not by session: its own checks are below.
+API_ROUTES = [
+    ("chat:api_conversations", "get", False),
+    ("chat:api_conversations", "post", False),
+    ("chat:api_conversation", "get", True),
+    ("chat:api_messages", "post", True),
+    ("chat:api_conversation_stop", "post", True),
+]
 
 
 def _url(name: str, conversation: Conversation | None) -> str:
     from django.urls import reverse
 
+    if name == "chat:api_token_revoke":
+        return reverse(name, kwargs={"token_id": 1})
     return reverse(name, kwargs={"conversation_id": conversation.pk} if conversation else None)
 
 
@@ -44,7 +57,49 @@ def _chat_route_names() -> set[str]:
 
 
 def test_every_chat_route_is_covered_here() -> None:
-    assert _chat_route_names() == {name for name, _, _ in ROUTES} | PUBLIC
+    assert _chat_route_names() == {name for name, _, _ in ROUTES + API_ROUTES} | PUBLIC
+
+
+@pytest.mark.parametrize(("name", "method", "owned"), API_ROUTES)
+def test_the_api_wants_a_token_and_a_signed_in_session_is_not_one(
+    client: Client, conversation: Conversation, user: User, name: str, method: str, owned: bool
+) -> None:
+    url = _url(name, conversation if owned else None)
+    for signed_in in (False, True):
+        if signed_in:
+            client.force_login(user)  # a session cookie alone: no CSRF token needed, so refused
+        response = getattr(client, method)(
+            url, data={"message": "hi"}, content_type="application/json"
+        )
+        assert response.status_code == 401
+        assert response["WWW-Authenticate"].startswith("Bearer")
+        assert response.json()["error"]["type"] == "authentication_error"
+    assert conversation.messages.count() == 0
+
+
+@pytest.mark.parametrize(("name", "method", "owned"), [r for r in API_ROUTES if r[2]])
+def test_the_api_answers_404_for_another_users_conversation(
+    client: Client,
+    conversation: Conversation,
+    other_user: User,
+    name: str,
+    method: str,
+    owned: bool,
+) -> None:
+    from chat import tokens
+
+    Message.objects.create(conversation=conversation, role="user", content="private words")
+    _, token = tokens.token_create(user=other_user, name="theirs")
+    response = getattr(client, method)(
+        _url(name, conversation),
+        data={"message": "stolen"},
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert response.status_code == 404
+    assert response.json()["error"]["type"] == "not_found_error"
+    assert b"private words" not in response.content
+    assert conversation.messages.count() == 1
 
 
 @pytest.mark.parametrize(("name", "method", "owned"), ROUTES)
@@ -86,8 +141,12 @@ def test_every_post_needs_the_csrf_token(
     assert Conversation.objects.filter(pk=conversation.pk, title="Test chat").exists()
 
 
-# (GET of delete is its confirmation page.)
-POST_ONLY = [r for r in ROUTES if r[1] == "post" and r[0] != "chat:conversation_delete"]
+# (GET of delete is its confirmation page; GET of the tokens page lists them.)
+POST_ONLY = [
+    r
+    for r in ROUTES
+    if r[1] == "post" and r[0] not in {"chat:conversation_delete", "chat:api_tokens"}
+]
 
 
 @pytest.mark.parametrize(("name", "method", "owned"), POST_ONLY)

@@ -59,14 +59,17 @@
     });
   }, true);
 
-  // Copy buttons: a code block copies its code, a reply's button its Markdown source.
+  // Copy buttons: a code block copies its code, a reply's button its Markdown source, a new
+  // API token's button the token.
   document.addEventListener("click", function (event) {
     var button = event.target && event.target.closest ? event.target.closest(".copy-btn") : null;
     if (!button) { return; }
     var text = "";
     var block = button.closest(".code-block");
     var article = button.closest("article");
-    if (block) {
+    if (button.dataset.copyTarget) {
+      text = byId(button.dataset.copyTarget).value;
+    } else if (block) {
       text = block.querySelector("code").textContent;
     } else if (article && article.querySelector("template.msg-source")) {
       text = article.querySelector("template.msg-source").content.textContent;

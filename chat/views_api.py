@@ -1,0 +1,292 @@
+"""The streaming HTTP API for scripts: one more door to the same turns and the same stop.
+
+Authenticated by a per-user API token (`Authorization: Bearer chat_…`, chat/tokens.py); the
+session cookie is not accepted here, so these views need no CSRF token. Every error is JSON,
+`{"error": {"type": …, "message": …}}`, with its status.
+
+A reply is a `text/event-stream`: a `start` event, a `text` event per batch, an `end` event.
+It belongs to this request: when the caller hangs up, Django cancels the request and the reply
+is stopped at once (saved as interrupted / disconnect). Stops from elsewhere (the stop
+endpoints, a browser tab, another process) reach it through a `StopInbox`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator, Callable, Coroutine
+from functools import wraps
+from typing import Any
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest, HttpResponseBase, JsonResponse, StreamingHttpResponse
+from django.urls import reverse
+from django.views.decorators.csrf import csrf_exempt
+
+from . import control, selectors, services, tokens
+from .forms import ConversationSettingsForm
+from .frames import FrameError, clean_message
+from .generation import Reply, ReplyEvent, ReplyFinished, TextBatch, TurnStarted, start_turn
+from .models import Conversation, Message
+
+logger = logging.getLogger(__name__)
+
+ApiView = Callable[..., Coroutine[Any, Any, HttpResponseBase]]
+
+
+def error(status: int, kind: str, message: str) -> JsonResponse:
+    response = JsonResponse({"error": {"type": kind, "message": message}}, status=status)
+    if status == 401:
+        response["WWW-Authenticate"] = 'Bearer realm="api"'
+    return response
+
+
+def api_view(*methods: str) -> Callable[[ApiView], ApiView]:
+    """Token authentication and allowed methods; the view gets the token's user."""
+
+    def decorate(view: ApiView) -> ApiView:
+        @csrf_exempt
+        @wraps(view)
+        async def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+            scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                return error(
+                    401,
+                    "authentication_error",
+                    "Send an API token: 'Authorization: Bearer <token>' (make one on your "
+                    "API tokens page).",
+                )
+            user = await database_sync_to_async(tokens.user_for_token)(token.strip())
+            if user is None:
+                return error(401, "authentication_error", "That API token is not valid.")
+            if request.method not in methods:
+                response = error(
+                    405, "method_not_allowed", f"Use {' or '.join(methods)} on this URL."
+                )
+                response["Allow"] = ", ".join(methods)
+                return response
+            return await view(request, user, *args, **kwargs)
+
+        return wrapper
+
+    return decorate
+
+
+def _json_body(request: HttpRequest) -> dict[str, Any]:
+    """The request's JSON object (an empty body is an empty object); FrameError if it is not."""
+    try:
+        body = request.body
+    except RequestDataTooBig:
+        raise FrameError("The request body is too large.") from None
+    if not body.strip():
+        return {}
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):
+        raise FrameError("The body must be JSON.") from None
+    if not isinstance(data, dict):
+        raise FrameError("The body must be a JSON object.")
+    return data
+
+
+def _conversation_json(conversation: Conversation) -> dict[str, Any]:
+    return {
+        "id": str(conversation.pk),
+        "title": str(conversation),
+        "model": conversation.model or settings.CHAT_MODEL,
+        "system_prompt": conversation.system_prompt,
+        "created_at": conversation.created_at.isoformat(),
+        "updated_at": conversation.updated_at.isoformat(),
+        "url": reverse("chat:conversation_detail", args=[conversation.pk]),
+    }
+
+
+def _newest_conversations_json(user: User, limit: int = 50) -> list[dict[str, Any]]:
+    return [_conversation_json(c) for c in selectors.conversation_list(user=user)[:limit]]
+
+
+def _message_json(message: Message) -> dict[str, Any]:
+    return {
+        "id": message.pk,
+        "role": message.role,
+        "content": message.content,
+        "status": message.status,
+        "stop_reason": message.stop_reason,
+        "error": message.error,
+        "model": message.model,
+        "usage": _usage_json(message),
+        "created_at": message.created_at.isoformat(),
+        "finished_at": message.finished_at.isoformat() if message.finished_at else None,
+    }
+
+
+def _usage_json(message: Message) -> dict[str, Any]:
+    return {
+        "input_tokens": message.input_tokens,
+        "output_tokens": message.output_tokens,
+        "estimated": message.tokens_estimated,
+    }
+
+
+@api_view("GET", "POST")
+async def conversations(request: HttpRequest, user: User) -> HttpResponseBase:
+    """GET: the user's newest conversations. POST: a new one (`title`, `model`,
+    `system_prompt`, all optional)."""
+    if request.method == "GET":
+        listed = await database_sync_to_async(_newest_conversations_json)(user)
+        return JsonResponse({"conversations": listed})
+    try:
+        data = _json_body(request)
+    except FrameError as exc:
+        return error(400, "invalid_request_error", str(exc))
+    title = data.get("title", "")
+    if not isinstance(title, str) or len(title) > 200:
+        return error(400, "invalid_request_error", "The title must be text of 200 characters.")
+    form = ConversationSettingsForm(
+        {
+            "model": data.get("model") or settings.CHAT_MODEL,
+            "system_prompt": data.get("system_prompt", ""),
+        }
+    )
+    if not form.is_valid():
+        problems = "; ".join(f"{k}: {' '.join(map(str, v))}" for k, v in form.errors.items())
+        return error(400, "invalid_request_error", problems)
+    conversation = await database_sync_to_async(services.conversation_create)(
+        user=user, title=title.strip(), **form.cleaned_data
+    )
+    return JsonResponse(_conversation_json(conversation), status=201)
+
+
+@api_view("GET")
+async def conversation(request: HttpRequest, user: User, conversation_id: str) -> HttpResponseBase:
+    """The conversation with all its messages, oldest first."""
+    found = await selectors.aconversation_for_user(conversation_id=conversation_id, user=user)
+    if found is None:
+        return _not_found()
+    messages = await database_sync_to_async(selectors.all_messages)(conversation=found)
+    return JsonResponse(
+        _conversation_json(found) | {"messages": [_message_json(m) for m in messages]}
+    )
+
+
+@api_view("POST")
+async def conversation_stop(
+    request: HttpRequest, user: User, conversation_id: str
+) -> HttpResponseBase:
+    """Stop the conversation's streaming reply, wherever it runs (as the page's stop endpoint)."""
+    found = await selectors.aconversation_for_user(conversation_id=conversation_id, user=user)
+    if found is None:
+        return _not_found()
+    result = await control.request_stop(found.pk)
+    if result.outcome == "unavailable":
+        return error(503, "unavailable", result.text)
+    return JsonResponse(
+        {
+            "outcome": result.outcome,
+            "message": result.message_id,
+            "chars_saved": result.chars,
+            "detail": result.text,
+        }
+    )
+
+
+@api_view("POST")
+async def messages(request: HttpRequest, user: User, conversation_id: str) -> HttpResponseBase:
+    """Send `{"message": "…"}`; the reply streams back as server-sent events."""
+    found = await selectors.aconversation_for_user(conversation_id=conversation_id, user=user)
+    if found is None:
+        return _not_found()
+    try:
+        data = _json_body(request)
+        text = clean_message(data.get("message", ""), max_chars=settings.CHAT_MAX_MESSAGE_CHARS)
+    except FrameError as exc:
+        return error(400, "invalid_request_error", str(exc))
+    if not text:
+        return error(400, "invalid_request_error", 'Send {"message": "…"} with some text.')
+    events: asyncio.Queue[ReplyEvent] = asyncio.Queue()
+
+    async def sink(event: ReplyEvent) -> None:
+        events.put_nowait(event)
+
+    inbox = await control.StopInbox.open()
+    try:
+        reply = await start_turn(
+            conversation=found, text=text, sink=sink, owner_channel=inbox.channel
+        )
+    except services.ReplyAlreadyStreaming:
+        return error(
+            409,
+            "conflict",
+            "A reply is already streaming in this conversation. Stop it first "
+            f"(POST {reverse('chat:api_conversation_stop', args=[found.pk])}).",
+        )
+    except services.LimitReached as exc:
+        return error(429, "rate_limit_error", str(exc))
+    inbox.serve(reply)
+    # The reply never outlives its request: when the request ends in any way (the caller hung
+    # up before the stream began, a server error), it is stopped. The stream below stops it
+    # first in the usual cases; a second stop is a no-op.
+    request_task = asyncio.current_task()
+    if request_task is not None:
+        request_task.add_done_callback(lambda _: reply.stop(Message.StopReason.DISCONNECT))
+    response = StreamingHttpResponse(
+        _event_stream(reply, events, inbox), content_type="text/event-stream"
+    )
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"  # a proxy in front must not hold the batches back
+    return response
+
+
+async def _event_stream(
+    reply: Reply, events: asyncio.Queue[ReplyEvent], inbox: control.StopInbox
+) -> AsyncIterator[bytes]:
+    """The reply's events as SSE. Django cancels this when the caller disconnects."""
+    try:
+        while True:
+            event = await events.get()
+            if isinstance(event, TurnStarted):
+                yield _sse(
+                    "start",
+                    {
+                        "conversation": str(event.assistant_message.conversation_id),
+                        "user_message": event.user_message.pk if event.user_message else None,
+                        "message": event.assistant_message.pk,
+                        "model": event.assistant_message.model,
+                        "trimmed": event.trimmed,
+                    },
+                )
+            elif isinstance(event, TextBatch):
+                yield _sse("text", {"text": event.text})
+            elif isinstance(event, ReplyFinished):
+                message = event.message
+                yield _sse(
+                    "end",
+                    {
+                        "message": message.pk,
+                        "status": message.status,
+                        "stop_reason": message.stop_reason,
+                        "error": message.error,
+                        "chars": len(message.content),
+                        "usage": _usage_json(message),
+                    },
+                )
+                return
+            # TitleChanged comes after the end, if at all: the caller has gone by then.
+    finally:
+        inbox.close()
+        if not reply.done:
+            reply.stop(Message.StopReason.DISCONNECT)
+            await reply.wait()
+            logger.info("reply %s: the API caller disconnected; stopped", reply.message.pk)
+
+
+def _sse(event: str, data: dict[str, Any]) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
+
+
+def _not_found() -> JsonResponse:
+    return error(404, "not_found_error", "No such conversation (or it is not yours).")

@@ -1,0 +1,48 @@
+"""The user's API tokens page: make a token (shown once), see them, revoke one."""
+
+from __future__ import annotations
+
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_http_methods, require_POST
+
+from . import tokens
+
+
+@never_cache  # the one response that shows a new token must not be kept by any cache
+@login_required
+@require_http_methods(["GET", "POST"])
+def api_tokens(request: HttpRequest) -> HttpResponse:
+    new_token = ""
+    name = ""
+    error = ""
+    status = 200
+    if request.method == "POST":
+        name = request.POST.get("name", "").strip()
+        if not name or len(name) > 100:
+            error = "Give the token a name of 1 to 100 characters (what it is for)."
+            status = 400
+        else:
+            _row, new_token = tokens.token_create(user=request.user, name=name)  # type: ignore[arg-type]
+            name = ""
+    return render(
+        request,
+        "chat/api_tokens.html",
+        {
+            "tokens": tokens.tokens_of(user=request.user),  # type: ignore[arg-type]
+            "new_token": new_token,
+            "name": name,
+            "error": error,
+        },
+        status=status,
+    )
+
+
+@login_required
+@require_POST
+def api_token_revoke(request: HttpRequest, token_id: int) -> HttpResponse:
+    # Someone else's token id, or one already revoked, changes nothing either way.
+    tokens.token_revoke(user=request.user, token_id=token_id)  # type: ignore[arg-type]
+    return redirect("chat:api_tokens")

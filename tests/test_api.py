@@ -1,0 +1,419 @@
+"""The streaming HTTP API against a live daphne, through httpx, with the fake Anthropic behind it:
+a whole reply's events, a caller that hangs up mid-reply (the upstream stream closes within
+100 ms, the partial is saved), the stop endpoints stopping an API reply, and every error status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.live import (
+    REPO_ROOT,
+    FakeProcess,
+    LiveApp,
+    app_env,
+    create_user,
+    manage,
+    start_daphne,
+)
+from tests.live_client import Session
+
+pytest_plugins = ("tests.live",)
+
+#: The API's replies streaming at once per user, in this file's server (for the 429 test).
+CONCURRENT = 2
+SLOW = "[[fake:interval=0.02,deltas=400]]"
+QUICK = "[[fake:interval=0.002,deltas=12]]"
+
+SETUP = """
+import json, sys
+import django
+django.setup()
+from chat import services, tokens
+from django.contrib.auth.models import User
+alice = User.objects.get(username="alice")
+bob = User.objects.get(username="bob")
+_, alice_token = tokens.token_create(user=alice, name="tests")
+revoked, revoked_token = tokens.token_create(user=alice, name="revoked")
+tokens.token_revoke(user=alice, token_id=revoked.pk)
+bobs = services.conversation_create(user=bob, title="Bob's private chat")
+print(json.dumps({"token": alice_token, "revoked": revoked_token, "bobs": str(bobs.pk)}))
+"""
+
+
+@dataclass
+class Api:
+    app: LiveApp
+    token: str
+    revoked_token: str
+    bobs_conversation: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def client(self, **kwargs: Any) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            base_url=self.app.base_url, headers=self.headers, trust_env=False, timeout=30, **kwargs
+        )
+
+    def fake_requests(self, n: int) -> list[Any]:
+        return self.app.fake_control.requests(n)
+
+
+@pytest.fixture(scope="module")
+def api(live_fake_anthropic: FakeProcess) -> Iterator[Api]:
+    """Its own daphne and SQLite database: replies at once are limited to CONCURRENT here."""
+    tmp_dir = Path(tempfile.mkdtemp(prefix="stopchat-api-"))
+    db_path = tmp_dir / "api.db"
+    env = app_env(
+        database_url=f"sqlite:///{db_path}",
+        anthropic_base_url=live_fake_anthropic.base_url,
+        CHAT_MAX_CONCURRENT_REPLIES=str(CONCURRENT),
+    )
+    manage(env, "migrate", "--noinput")
+    password = f"live-{secrets.token_urlsafe(12)}"
+    create_user(env, "alice", password)
+    create_user(env, "bob", password)
+    made = subprocess.run(
+        [sys.executable, "-c", SETUP],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    ids = json.loads(made.stdout.strip().splitlines()[-1])
+    server = start_daphne(env, log_path=tmp_dir / "daphne.log")
+    app = LiveApp(
+        server=server,
+        username="alice",
+        password=password,
+        db_path=db_path,
+        fake=live_fake_anthropic,
+        env=env,
+        tmp_dir=tmp_dir,
+    )
+    try:
+        yield Api(app, ids["token"], ids["revoked"], ids["bobs"])
+    finally:
+        server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_fake(live_fake_anthropic: FakeProcess) -> None:
+    live_fake_anthropic.restore()
+
+
+async def events(response: httpx.Response) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+    """The server-sent events of a response, as (event, data)."""
+    name, data = "", ""
+    async for line in response.aiter_lines():
+        if line.startswith("event: "):
+            name = line.removeprefix("event: ")
+        elif line.startswith("data: "):
+            data = line.removeprefix("data: ")
+        elif not line and name:
+            yield name, json.loads(data)
+            name, data = "", ""
+
+
+async def new_conversation(client: httpx.AsyncClient, **fields: str) -> str:
+    response = await client.post("/api/conversations/", json=fields)
+    assert response.status_code == 201, response.text
+    return str(response.json()["id"])
+
+
+def assert_error(response: httpx.Response, status: int, kind: str, says: str) -> None:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json"
+    body = response.json()["error"]
+    assert body["type"] == kind and says in body["message"], body
+
+
+async def test_a_whole_reply_streams_as_start_text_and_end_events(api: Api) -> None:
+    async with api.client() as client:
+        cid = await new_conversation(client, title="From a script")
+        async with client.stream(
+            "POST", f"/api/conversations/{cid}/messages/", json={"message": f"Hello {QUICK}"}
+        ) as response:
+            assert response.status_code == 200
+            assert response.headers["content-type"].startswith("text/event-stream")
+            assert response.headers["cache-control"] == "no-cache"
+            received = [e async for e in events(response)]
+
+        names = [name for name, _ in received]
+        assert names[0] == "start" and names[-1] == "end" and set(names[1:-1]) == {"text"}
+        start, end = received[0][1], received[-1][1]
+        text = "".join(data["text"] for name, data in received if name == "text")
+        assert start["conversation"] == cid and start["user_message"] and start["message"]
+        assert end["message"] == start["message"]
+        assert end["status"] == "complete" and end["stop_reason"] == "end_turn"
+        assert end["usage"]["input_tokens"] > 0 and end["usage"]["output_tokens"] > 0
+        assert end["usage"]["estimated"] is False and end["chars"] == len(text)
+
+        (record,) = api.fake_requests(1)
+        assert record.text_written == text and record.completed
+        rows = api.app.messages(cid)
+        assert [(r["role"], r["status"]) for r in rows] == [
+            ("user", "complete"),
+            ("assistant", "complete"),
+        ]
+        assert rows[1]["content"] == text
+
+        # The conversation as JSON, and in the list.
+        got = (await client.get(f"/api/conversations/{cid}/")).json()
+        assert got["title"] == "From a script" and got["url"] == f"/conversations/{cid}/"
+        assert [m["role"] for m in got["messages"]] == ["user", "assistant"]
+        assert got["messages"][1]["content"] == text
+        assert got["messages"][1]["usage"]["output_tokens"] == end["usage"]["output_tokens"]
+        listed = (await client.get("/api/conversations/")).json()["conversations"]
+        assert cid in [c["id"] for c in listed]
+
+    # And in the browser, for the same user.
+    session = Session(api.app.base_url)
+    await asyncio.to_thread(session.sign_in, "alice", api.app.password)
+    status, _, page = await asyncio.to_thread(session.get, None, f"/conversations/{cid}/")
+    assert status == 200 and "From a script" in page and text[:40] in page
+
+
+async def test_hanging_up_mid_reply_closes_the_upstream_within_100_ms_and_saves_the_partial(
+    api: Api,
+) -> None:
+    async with api.client() as client:
+        cid = await new_conversation(client)
+        received = ""
+        async with client.stream(
+            "POST", f"/api/conversations/{cid}/messages/", json={"message": f"Long {SLOW}"}
+        ) as response:
+            batches = 0
+            async for name, data in events(response):
+                if name == "text":
+                    received += data["text"]
+                    batches += 1
+                    if batches == 3:
+                        break
+            hung_up = time.monotonic()
+        # (Leaving the block closed the connection.)
+        (record,) = api.fake_requests(1)
+        for _ in range(100):
+            if record.disconnected_at is not None:
+                break
+            await asyncio.sleep(0.05)
+            (record,) = api.fake_requests(1)
+        assert record.disconnected_at is not None, record.outcome
+        took = record.disconnected_at - hung_up
+        print(f"caller hung up → upstream closed: {took * 1000:.1f} ms")
+        assert took < 0.1
+        assert record.deltas_written < record.deltas_planned
+
+        rows = await _until_ended(api, cid)
+        reply = rows[-1]
+        assert (reply["status"], reply["stop_reason"]) == ("interrupted", "disconnect")
+        # Saved: everything handed to the stream (at least what the caller read), never more
+        # than the model wrote.
+        assert reply["content"].startswith(received) and received
+        assert record.text_written.startswith(reply["content"])
+
+        # Ready for the next message at once.
+        async with client.stream(
+            "POST", f"/api/conversations/{cid}/messages/", json={"message": f"Again {QUICK}"}
+        ) as response:
+            assert response.status_code == 200
+            last = [e async for e in events(response)][-1]
+        assert last[0] == "end" and last[1]["status"] == "complete"
+
+
+async def _until_ended(api: Api, cid: str) -> list[dict[str, Any]]:
+    for _ in range(100):
+        rows = api.app.messages(cid)
+        if rows and rows[-1]["status"] != "streaming":
+            return rows
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"the reply never ended: {api.app.messages(cid)}")
+
+
+async def _stream_until_text(
+    client: httpx.AsyncClient, cid: str, into: list[tuple[str, dict[str, Any]]]
+) -> asyncio.Task[None]:
+    """Start a slow API reply in the background; return once its first text has arrived."""
+    first_text = asyncio.Event()
+
+    async def run() -> None:
+        async with client.stream(
+            "POST", f"/api/conversations/{cid}/messages/", json={"message": f"Slow {SLOW}"}
+        ) as response:
+            assert response.status_code == 200, await response.aread()
+            async for event in events(response):
+                into.append(event)
+                if event[0] == "text":
+                    first_text.set()
+
+    task = asyncio.create_task(run())
+    waiter = asyncio.create_task(first_text.wait())
+    await asyncio.wait([task, waiter], timeout=10, return_when=asyncio.FIRST_COMPLETED)
+    waiter.cancel()
+    if task.done():
+        task.result()  # raises what went wrong
+    assert first_text.is_set(), "no text arrived"
+    return task
+
+
+@pytest.mark.parametrize("door", ["api", "page"])
+async def test_the_stop_endpoints_stop_an_api_reply(api: Api, door: str) -> None:
+    """The API's own stop (token) and the page's stop endpoint (session + CSRF), which reaches
+    the reply through the channel layer like any other owner."""
+    async with api.client() as client:
+        cid = await new_conversation(client)
+        received: list[tuple[str, dict[str, Any]]] = []
+        stream = await _stream_until_text(client, cid, received)
+        if door == "api":
+            response = await client.post(f"/api/conversations/{cid}/stop/")
+            assert response.status_code == 200
+            answer = response.json()
+        else:
+            session = Session(api.app.base_url)
+            await asyncio.to_thread(session.sign_in, "alice", api.app.password)
+            status, answer = await asyncio.to_thread(
+                session.post_json, None, f"/conversations/{cid}/stop/"
+            )
+            assert status == 200
+        assert answer["outcome"] == "stopped", answer
+        await asyncio.wait_for(stream, 10)
+
+    name, end = received[-1]
+    assert name == "end" and (end["status"], end["stop_reason"]) == ("interrupted", "user_stop")
+    text = "".join(data["text"] for n, data in received if n == "text")
+    assert end["chars"] == len(text) == answer["chars_saved"] and text
+    assert end["usage"]["estimated"] is True
+    (record,) = api.fake_requests(1)
+    assert record.outcome == "client_disconnected"
+    rows = api.app.messages(cid)
+    assert rows[-1]["content"] == text and rows[-1]["status"] == "interrupted"
+
+
+async def test_every_error_is_json_with_the_right_status_and_nothing_is_saved(api: Api) -> None:
+    async with api.client() as client:
+        cid = await new_conversation(client)
+        url = f"/api/conversations/{cid}/messages/"
+
+        async with httpx.AsyncClient(base_url=api.app.base_url, trust_env=False) as anonymous:
+            assert_error(
+                await anonymous.post(url, json={"message": "hi"}),
+                401,
+                "authentication_error",
+                "Send an API token",
+            )
+            bad = {"Authorization": "Bearer chat_not-a-real-token"}
+            assert_error(
+                await anonymous.post(url, json={"message": "hi"}, headers=bad),
+                401,
+                "authentication_error",
+                "not valid",
+            )
+            revoked = {"Authorization": f"Bearer {api.revoked_token}"}
+            assert_error(
+                await anonymous.get("/api/conversations/", headers=revoked),
+                401,
+                "authentication_error",
+                "not valid",
+            )
+
+        assert_error(
+            await client.post(url, content=b"{not json"), 400, "invalid_request_error", "JSON"
+        )
+        assert_error(
+            await client.post(url, json=["a list"]), 400, "invalid_request_error", "JSON object"
+        )
+        assert_error(await client.post(url, json={}), 400, "invalid_request_error", '{"message"')
+        assert_error(
+            await client.post(url, json={"message": "   "}),
+            400,
+            "invalid_request_error",
+            '{"message"',
+        )
+        assert_error(
+            await client.post(url, json={"message": 42}),
+            400,
+            "invalid_request_error",
+            "must be text",
+        )
+        long = "x" * 40_001
+        assert_error(
+            await client.post(url, json={"message": long}), 400, "invalid_request_error", "too long"
+        )
+        assert_error(
+            await client.post(url, content=b'{"message": "\\ud800"}'),
+            400,
+            "invalid_request_error",
+            "not valid text",
+        )
+        assert_error(
+            await client.post("/api/conversations/", json={"model": "gpt-5"}),
+            400,
+            "invalid_request_error",
+            "model",
+        )
+        assert_error(await client.get(url), 405, "method_not_allowed", "POST")
+        assert_error(
+            await client.post(
+                f"/api/conversations/{api.bobs_conversation}/messages/", json={"message": "hi"}
+            ),
+            404,
+            "not_found_error",
+            "No such conversation",
+        )
+        assert_error(
+            await client.get(f"/api/conversations/{api.bobs_conversation}/"),
+            404,
+            "not_found_error",
+            "No such conversation",
+        )
+        assert_error(
+            await client.get("/api/conversations/00000000-0000-0000-0000-000000000000/"),
+            404,
+            "not_found_error",
+            "No such",
+        )
+        assert api.app.messages(cid) == []
+        assert api.app.messages(api.bobs_conversation) == []
+
+        # 409: a reply is streaming in this conversation. 429: over the replies-at-once limit.
+        received: list[tuple[str, dict[str, Any]]] = []
+        streams = [await _stream_until_text(client, cid, received)]
+        assert_error(
+            await client.post(url, json={"message": "and another"}),
+            409,
+            "conflict",
+            "already streaming",
+        )
+        others = [await new_conversation(client) for _ in range(CONCURRENT)]
+        for other in others[: CONCURRENT - 1]:
+            streams.append(await _stream_until_text(client, other, received))
+        over = await client.post(
+            f"/api/conversations/{others[-1]}/messages/", json={"message": "one more"}
+        )
+        assert_error(
+            over, 429, "rate_limit_error", f"You already have {CONCURRENT} replies streaming"
+        )
+        assert api.app.messages(others[-1]) == []
+        assert [r["role"] for r in api.app.messages(cid)] == ["user", "assistant"]
+        for conversation in [cid, *others[: CONCURRENT - 1]]:
+            assert (await client.post(f"/api/conversations/{conversation}/stop/")).json()[
+                "outcome"
+            ] == "stopped"
+        await asyncio.wait_for(asyncio.gather(*streams), 10)
