@@ -8,10 +8,12 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+import signal
 import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -417,3 +419,66 @@ async def test_every_error_is_json_with_the_right_status_and_nothing_is_saved(ap
                 "outcome"
             ] == "stopped"
         await asyncio.wait_for(asyncio.gather(*streams), 10)
+
+
+def readme_example() -> str:
+    """The Python example in the README's API section, as it is printed there."""
+    section = (REPO_ROOT / "README.md").read_text().split("## The streaming HTTP API", 1)[1]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_readmes_python_example_streams_a_reply_and_its_ctrl_c_stops_it(
+    api: Api, tmp_path: Path
+) -> None:
+    script = tmp_path / "example.py"
+    script.write_text(readme_example())
+    env = {
+        **api.app.env,
+        "STOPCHAT_URL": api.app.base_url,
+        "STOPCHAT_TOKEN": api.token,
+        "PYTHONUNBUFFERED": "1",
+    }
+    whole = subprocess.run(
+        [sys.executable, str(script), f"Hello {QUICK}"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert whole.returncode == 0, whole.stderr
+    (record,) = api.fake_requests(1)
+    assert whole.stdout == f"{record.text_written}\n[complete: 12 tokens out]\n"
+
+    api.app.fake.restore()
+    process = subprocess.Popen(
+        [sys.executable, str(script), f"Long {SLOW}"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    shown = process.stdout.read(40)  # the reply has begun
+    process.send_signal(signal.SIGINT)
+    pressed = time.monotonic()
+    rest, errors = process.communicate(timeout=30)
+    assert process.returncode == 0, errors
+    assert rest.endswith("\n[aborted]\n")
+    shown += rest.removesuffix("\n[aborted]\n")
+
+    (record,) = api.fake_requests(1)
+    for _ in range(100):
+        if record.disconnected_at is not None:
+            break
+        time.sleep(0.05)
+        (record,) = api.fake_requests(1)
+    assert record.disconnected_at is not None, record.outcome
+    print(f"Ctrl+C → upstream closed: {(record.disconnected_at - pressed) * 1000:.1f} ms")
+    (newest,) = api.app.query(
+        "SELECT id FROM chat_conversation ORDER BY created_at DESC, id LIMIT 1"
+    )
+    cid = str(uuid.UUID(newest["id"]))
+    reply = asyncio.run(_until_ended(api, cid))[-1]
+    assert (reply["status"], reply["stop_reason"]) == ("interrupted", "disconnect")
+    assert reply["content"].startswith(shown) and record.text_written.startswith(reply["content"])
