@@ -11,7 +11,8 @@ Definitions (the admin page and /metrics show exactly these):
 - completed: status `complete` (the model ended the reply: end_turn, max_tokens, stop_sequence,
   refusal).
 - stopped_by_user: `interrupted` / `user_stop` (Stop, Stop & Send, Esc, the HTTP endpoint).
-- disconnected: `interrupted` / `disconnect` (the socket closed mid-reply).
+- disconnected: `interrupted` / `disconnect` (the socket or the API caller's connection closed
+  mid-reply, or the server shut down).
 - orphaned: `interrupted` / `server_restart` (the serving process died; closed by the reaper).
 - interrupted_other: `interrupted` with any other stop reason (none are written today; counted so
   the outcomes always add up: started = streaming + every outcome).

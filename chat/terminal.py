@@ -1,0 +1,303 @@
+"""The terminal chat's async part (`manage.py chat`): one turn at a time on one event loop.
+
+The prompt is read synchronously in the main thread; each turn runs on a long-lived
+`asyncio.Runner` (one loop for the whole session, so the provider's cached client and the
+channel layer's connections stay on it). The reply is the web's own: `start_turn()` with this
+module's sink, which prints every batch as it arrives, so the text saved for a stopped reply is
+exactly the text printed.
+
+Ctrl+C: while a turn runs, SIGINT is the loop's (`loop.add_signal_handler`, installed before
+`Runner.run`, so the runner does not install its own) and stops the reply like the Stop button:
+the upstream task is cancelled, which closes the HTTP stream, and the partial is saved. Between
+turns SIGINT is Python's default again, so Ctrl+C at the prompt raises KeyboardInterrupt.
+Stops from elsewhere (a browser's Stop, the HTTP stop endpoint, another process) reach the
+reply through a `StopInbox`, like a socket's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+import uuid
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Any, TypeVar
+
+from django.conf import settings
+from django.core.management.base import OutputWrapper
+from django.core.management.color import Style
+
+from . import control
+from .generation import (
+    Reply,
+    ReplyEvent,
+    ReplyFinished,
+    TextBatch,
+    TitleChanged,
+    TurnStarted,
+    start_turn,
+)
+from .models import INTERRUPTED_MARKER, Conversation, Message
+from .pricing import ConversationUsage
+from .services import ReplyAlreadyStreaming, TurnRefused
+
+try:
+    import termios
+except ImportError:  # not a POSIX terminal
+    termios = None  # type: ignore[assignment]
+
+T = TypeVar("T")
+
+YOU = "you> "
+ASSISTANT = "claude> "
+
+#: The tasks of a reply (chat/generation.py and chat/control.py name theirs "reply-…").
+REPLY_TASK_PREFIX = "reply-"
+
+#: How each way a reply can be interrupted is told, after "[Interrupted] ".
+_INTERRUPTED_HOW: dict[str, str] = {
+    Message.StopReason.USER_STOP: "stopped elsewhere",
+    Message.StopReason.SERVER_RESTART: "closed elsewhere",
+    Message.StopReason.DISCONNECT: "ended",
+}
+
+
+class Console:
+    """Where the terminal chat writes: every write is flushed at once (the terminal is the UI)."""
+
+    def __init__(self, out: OutputWrapper, style: Style) -> None:
+        self._out = out
+        self.style = style
+
+    def write(self, text: str, style_func: Callable[[str], str] | None = None) -> None:
+        self._out.write(text, style_func=style_func, ending="")
+        self._out.flush()
+
+    def line(self, text: str = "", style_func: Callable[[str], str] | None = None) -> None:
+        if text:
+            self.write(text, style_func)  # styled without the newline, so colours end with it
+        self.write("\n")
+
+
+def format_usage(message: Message, usage: ConversationUsage | None = None) -> str:
+    """One reply's tokens, and the conversation's so far: `tokens: 12 in, 340 out`, or
+    `tokens: 12 in, ~85 out (estimated)` after a stop (its output count was never reported)."""
+    tokens_in = "?" if message.input_tokens is None else f"{message.input_tokens:,}"
+    tilde = "~" if message.tokens_estimated else ""
+    text = f"tokens: {tokens_in} in, {tilde}{message.output_tokens or 0:,} out"
+    if message.tokens_estimated:
+        text += " (estimated)"
+    extras = []
+    if usage is not None and usage.replies > 1:
+        extras.append(f"conversation: {usage.input_text} in, {usage.output_text} out")
+    if usage is not None and usage.cost_usd != 0:  # (the demo model's replies cost nothing)
+        extras.append(usage.cost_text)
+    return " · ".join([text, ", ".join(extras)]) if extras else text
+
+
+def format_interrupted(message: Message, *, by_ctrl_c: bool) -> str:
+    """The line after an interrupted reply's partial text."""
+    how = "cancelled" if by_ctrl_c else _INTERRUPTED_HOW.get(message.stop_reason, "stopped")
+    return f"{INTERRUPTED_MARKER} {how} — {len(message.content):,} characters saved"
+
+
+class Turn:
+    """One message and its reply, printed as it streams. Its `__call__` is the reply's sink."""
+
+    def __init__(self, *, conversation: Conversation, text: str, console: Console) -> None:
+        self.conversation = conversation
+        self.text = text
+        self.console = console
+        self.reply: Reply | None = None
+        self.ctrl_c = False
+        """Ctrl+C was pressed during this turn."""
+        self._shown_newline = True
+        """The text printed so far ends a line."""
+        self._leftovers: set[asyncio.Task[Any]] = set()
+
+    def interrupt(self) -> None:
+        """Ctrl+C (a signal handler on the loop): stop the reply; safe to call again."""
+        self.ctrl_c = True
+        if self.reply is not None:
+            self.reply.stop(Message.StopReason.USER_STOP)
+        # After the reply: do not wait for its new title.
+        for task in self._leftovers:
+            task.cancel()
+
+    async def run(self) -> Message | None:
+        """Send the message and print the reply; the saved reply, or None if it was refused."""
+        inbox = await control.StopInbox.open()
+        try:
+            try:
+                self.reply = await start_turn(
+                    conversation=self.conversation,
+                    text=self.text,
+                    sink=self,
+                    owner_channel=inbox.channel,
+                    kind="send",
+                )
+            except ReplyAlreadyStreaming:
+                self.console.line(
+                    "A reply is already streaming in this conversation (in a browser tab?). "
+                    "Type /stop to stop it, then send again; your message was not sent.",
+                    self.console.style.ERROR,
+                )
+                return None
+            except TurnRefused as exc:
+                self.console.line(f"{exc} Your message was not sent.", self.console.style.ERROR)
+                return None
+            if self.ctrl_c:  # pressed while the turn was being saved: stop as soon as it exists
+                self.reply.stop(Message.StopReason.USER_STOP)
+            inbox.serve(self.reply)
+            message = await self.reply.wait()
+            await self._settle(message, inbox)
+        finally:
+            inbox.close()
+        return message
+
+    async def _settle(self, message: Message, inbox: control.StopInbox) -> None:
+        """Let the reply's own tasks end before the prompt comes back: the loop does not run
+        while the prompt waits, and a title printed in the middle of the next reply would
+        garble it. Ctrl+C now gives up on them.
+
+        A stop from elsewhere is answered by the inbox once the partial is saved, which is
+        when `wait()` returns here too. The answer must go out before the prompt comes back
+        (the loop does not run while the prompt waits, and the other side would be told the
+        reply "had already finished"), so the inbox is left to end by itself (it stops
+        serving once the reply is done) and waited for with the rest. Otherwise it is only
+        listening, and is closed at once.
+        """
+        stopped_elsewhere = (
+            message.status == Message.Status.INTERRUPTED
+            and message.stop_reason != Message.StopReason.SERVER_RESTART
+            and not self.ctrl_c
+        )
+        if not stopped_elsewhere:
+            inbox.close()
+        current = asyncio.current_task()
+        self._leftovers = {
+            task
+            for task in asyncio.all_tasks()
+            if task is not current and task.get_name().startswith(REPLY_TASK_PREFIX)
+        }
+        if not self._leftovers:
+            return
+        limit = max(settings.CHAT_TITLE_TIMEOUT, settings.CHAT_STOP_ANSWER_TIMEOUT) + 1
+        _, pending = await asyncio.wait(self._leftovers, timeout=limit)
+        for task in pending:
+            task.cancel()
+
+    async def __call__(self, event: ReplyEvent) -> None:
+        if isinstance(event, TurnStarted):
+            if event.trimmed:
+                self.console.line(
+                    f"({event.trimmed} oldest turns left out to fit the context window)",
+                    self.console.style.WARNING,
+                )
+            self.console.write(ASSISTANT, self.console.style.HTTP_INFO)
+            self._shown_newline = False
+        elif isinstance(event, TextBatch):
+            self.console.write(event.text)
+            self._shown_newline = event.text.endswith("\n")
+        elif isinstance(event, ReplyFinished):
+            self._finished(event.message, event.usage)
+        elif isinstance(event, TitleChanged):
+            self.console.line(f"(title: {event.title})")
+
+    def _finished(self, message: Message, usage: ConversationUsage | None) -> None:
+        style = self.console.style
+        if not self._shown_newline:
+            self.console.line()
+        if message.status == Message.Status.INTERRUPTED:
+            by_ctrl_c = self.ctrl_c and message.stop_reason == Message.StopReason.USER_STOP
+            self.console.line(format_interrupted(message, by_ctrl_c=by_ctrl_c), style.WARNING)
+        elif message.status == Message.Status.ERROR:
+            self.console.line(f"[Error] {message.error}", style.ERROR)
+        elif message.stop_reason == Message.StopReason.MAX_TOKENS:
+            self.console.line("[Cut off] the reply reached its output limit", style.WARNING)
+        self.console.line(format_usage(message, usage))
+
+
+class TerminalChat:
+    """A terminal session's event loop. Use as a context manager (it closes the loop)."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self._runner = asyncio.Runner()
+
+    def __enter__(self) -> TerminalChat:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._runner.close()
+
+    def send(self, *, conversation: Conversation, text: str) -> Message | None:
+        """Send `text` and print the reply as it streams; Ctrl+C stops it. The saved reply, or
+        None if the turn was refused (nothing saved)."""
+        turn = Turn(conversation=conversation, text=text, console=self.console)
+        return self._run(turn.run(), on_ctrl_c=turn.interrupt)
+
+    def stop_elsewhere(self, *, conversation_id: uuid.UUID | str) -> control.StopResult | None:
+        """/stop: stop the conversation's reply streaming elsewhere, and say what happened.
+        None if Ctrl+C gave up waiting for the answer."""
+        holder: list[asyncio.Task[Any]] = []
+
+        async def stop() -> control.StopResult | None:
+            task = asyncio.current_task()
+            assert task is not None
+            holder.append(task)
+            try:
+                return await control.request_stop(conversation_id)
+            except asyncio.CancelledError:
+                return None
+
+        def give_up() -> None:
+            for task in holder:
+                task.cancel()
+
+        return self._run(stop(), on_ctrl_c=give_up)
+
+    def _run(self, coro: Coroutine[Any, Any, T], *, on_ctrl_c: Callable[[], None]) -> T:
+        # Installed before run(): Runner.run() only installs its own SIGINT handler (which
+        # cancels the main task) when Python's default one is in place, so this one is active
+        # for the whole run. remove_signal_handler() puts Python's default back.
+        loop = self._runner.get_loop()
+        loop.add_signal_handler(signal.SIGINT, on_ctrl_c)
+        try:
+            with output_kept_on_ctrl_c():
+                return self._runner.run(coro)
+        finally:
+            loop.remove_signal_handler(signal.SIGINT)
+
+
+@contextlib.contextmanager
+def output_kept_on_ctrl_c() -> Iterator[None]:
+    """Keep the terminal from discarding printed text when Ctrl+C is pressed.
+
+    By default a terminal that turns Ctrl+C into SIGINT also flushes its output queue: text
+    already printed but not yet displayed would be lost, and the saved partial would hold words
+    the user never saw. NOFLSH turns that flush off while a turn runs.
+    """
+    fd: int | None = None
+    for stream in (sys.stdin, sys.stdout):
+        with contextlib.suppress(AttributeError, OSError, ValueError):
+            if stream.isatty():
+                fd = stream.fileno()
+                break
+    if fd is None or termios is None:
+        yield
+        return
+    try:
+        saved = termios.tcgetattr(fd)
+        changed = list(saved)
+        changed[3] |= termios.NOFLSH  # the local modes
+        termios.tcsetattr(fd, termios.TCSANOW, changed)
+    except termios.error:
+        yield
+        return
+    try:
+        yield
+    finally:
+        with contextlib.suppress(termios.error):
+            termios.tcsetattr(fd, termios.TCSANOW, saved)

@@ -1,0 +1,379 @@
+"""The terminal chat (`manage.py chat`, chat/terminal.py) driven through a pseudo-terminal.
+
+The real command runs in its own process on a temp SQLite database, against the fake Anthropic
+API as its own process: Ctrl+C is a real SIGINT from the terminal, and "Ctrl+C stops the model"
+is checked on the model's side of the wire (the fake saw the client hang up), on the shared
+``time.monotonic()`` clock. What the terminal printed is compared with what was saved.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import re
+import secrets
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from tests.fake_anthropic import RequestRecord
+
+if TYPE_CHECKING:  # (imported late at run time, so that pytest can assert-rewrite tests.live)
+    from tests.live import FakeProcess
+
+pexpect = pytest.importorskip("pexpect", reason="the terminal chat is tested through pexpect")
+
+pytest_plugins = ("tests.live",)  # the live_fake_anthropic fixture
+
+#: Ctrl+C → the fake sees the client hang up. Generous: a loaded CI machine, and a pty between.
+CTRL_C_BUDGET = 1.0
+TIMEOUT = 15
+REPO_ROOT = Path(__file__).resolve().parents[1]
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+CONVERSATION_PATH = re.compile(r"/conversations/([0-9a-f-]{36})/")
+
+
+@dataclass
+class TerminalDb:
+    """The environment of a terminal chat process, and a read-only look at its database."""
+
+    env: dict[str, str]
+    db_path: Path
+    fake: FakeProcess
+
+    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+        uri = f"file:{self.db_path}?mode=ro"
+        with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=10)) as conn:
+            conn.row_factory = sqlite3.Row
+            return [dict(row) for row in conn.execute(sql, params).fetchall()]
+
+    def messages(self, conversation_id: str) -> list[dict[str, Any]]:
+        return self.query(
+            "SELECT id, role, status, stop_reason, content, tokens_estimated FROM chat_message "
+            "WHERE conversation_id = ? ORDER BY id",
+            (uuid.UUID(conversation_id).hex,),
+        )
+
+    def owner(self, conversation_id: str) -> str:
+        rows = self.query(
+            "SELECT u.username FROM chat_conversation c JOIN auth_user u ON u.id = c.user_id "
+            "WHERE c.id = ?",
+            (uuid.UUID(conversation_id).hex,),
+        )
+        assert rows, f"conversation {conversation_id} is not in the database"
+        return str(rows[0]["username"])
+
+
+@pytest.fixture(scope="module")
+def terminal_db(live_fake_anthropic: FakeProcess) -> Iterator[TerminalDb]:
+    from tests.live import app_env, create_user, manage
+
+    tmp_dir = Path(tempfile.mkdtemp(prefix="stopchat-terminal-"))
+    db_path = tmp_dir / "terminal.db"
+    env = app_env(
+        database_url=f"sqlite:///{db_path}", anthropic_base_url=live_fake_anthropic.base_url
+    )
+    manage(env, "migrate", "--noinput")
+    for name in ("alice", "bob"):
+        create_user(env, name, f"pw-{secrets.token_urlsafe(8)}")
+    try:
+        yield TerminalDb(env=env, db_path=db_path, fake=live_fake_anthropic)
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def db(terminal_db: TerminalDb) -> TerminalDb:
+    terminal_db.fake.restore()
+    return terminal_db
+
+
+class Terminal:
+    """`manage.py chat` in a pseudo-terminal, with everything it printed kept."""
+
+    def __init__(self, env: dict[str, str], *args: str) -> None:
+        self.output = io.StringIO()
+        self.child = pexpect.spawn(
+            sys.executable,
+            ["manage.py", "chat", *args],
+            cwd=str(REPO_ROOT),
+            env=env,
+            encoding="utf-8",
+            timeout=TIMEOUT,
+            dimensions=(40, 200),
+        )
+        self.child.logfile_read = self.output
+
+    def expect(self, pattern: str) -> re.Match[str]:
+        self.child.expect(pattern)
+        match = self.child.match
+        assert isinstance(match, re.Match)
+        return match
+
+    def prompt(self) -> None:
+        self.expect(r"you> ")
+
+    def say(self, text: str) -> None:
+        self.child.sendline(text)
+
+    def text(self) -> str:
+        """The output so far as a person reads it: no colours, no terminal modes, \\n lines."""
+        return ANSI.sub("", self.output.getvalue()).replace("\r\n", "\n")
+
+    def exit_status(self) -> int:
+        self.child.expect(pexpect.EOF)
+        self.child.wait()
+        assert self.child.exitstatus is not None, f"killed by signal {self.child.signalstatus}"
+        return int(self.child.exitstatus)
+
+    def close(self) -> None:
+        if self.child.isalive():
+            self.child.terminate(force=True)
+
+
+@contextlib.contextmanager
+def terminal(env: dict[str, str], *args: str) -> Iterator[Terminal]:
+    term = Terminal(env, *args)
+    try:
+        yield term
+    except BaseException:
+        print(f"--- terminal output ---\n{term.text()}")
+        raise
+    finally:
+        term.close()
+
+
+def upstream(db: TerminalDb, marker: str, timeout: float = 10) -> RequestRecord:
+    """The fake's finished record of the request whose messages contain `marker`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        matches = [r for r in db.fake.control.requests() if marker in json.dumps(r.body)]
+        if matches and matches[-1].finished:
+            return matches[-1]
+        assert time.monotonic() < deadline, f"no finished upstream request for {marker!r}"
+        time.sleep(0.05)
+
+
+def redis_url() -> str | None:
+    """A reachable Redis for the channel layer, or None."""
+    try:
+        import redis
+
+        redis.Redis.from_url(REDIS_URL, socket_timeout=2, socket_connect_timeout=2).ping()
+    except Exception:
+        return None
+    return REDIS_URL
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def test_ctrl_c_stops_the_reply_at_once_keeps_what_was_printed_and_the_prompt_goes_on(
+    db: TerminalDb,
+) -> None:
+    marker = f"slow-{secrets.token_hex(4)}"
+    with terminal(db.env, "--user", "alice") as term:
+        term.prompt()
+        term.say(f"Count slowly {marker} [[fake:interval=0.05,deltas=400]]")
+        conversation_id = term.expect(CONVERSATION_PATH.pattern).group(1)
+        term.expect(r"claude> ")
+        term.expect(r"Token 6 of 400\.")
+        pressed_at = time.monotonic()
+        term.child.sendintr()
+        term.expect(r"cancelled — ([\d,]+) characters saved")
+        usage = term.expect(r"tokens: [^\r\n]*").group(0)
+        term.prompt()
+
+        record = upstream(db, marker)
+        assert record.outcome == "client_disconnected"
+        assert record.disconnected_at is not None
+        cut = record.disconnected_at - pressed_at
+        print(f"Ctrl+C → upstream closed: {cut * 1000:.1f} ms")
+        assert 0 <= cut < CTRL_C_BUDGET
+        assert record.deltas_written < 400
+
+        # What the terminal printed for that reply is what was saved, to the character.
+        printed = re.search(r"claude> (.*?)\n\[Interrupted\] cancelled", term.text(), re.DOTALL)
+        assert printed is not None
+        shown = printed.group(1).replace("^C", "")  # the terminal's echo of Ctrl+C
+        messages = db.messages(conversation_id)
+        assert [m["role"] for m in messages] == ["user", "assistant"]
+        reply = messages[1]
+        assert (reply["status"], reply["stop_reason"]) == ("interrupted", "user_stop")
+        assert reply["content"] == shown
+        assert "Token 6 of 400." in reply["content"]
+        assert f"{len(shown):,} characters saved" in term.text()
+        assert reply["tokens_estimated"] == 1
+        assert re.match(r"tokens: \d+ in, ~\d+ out \(estimated\)", usage), usage
+
+        # The next message gets a whole reply, with real token counts.
+        term.say("And a short one [[fake:deltas=3]]")
+        term.expect(r"claude> ")
+        usage = term.expect(r"tokens: [^\r\n]*").group(0)
+        assert re.match(r"tokens: \d+ in, 3 out( ·|$)", usage), usage
+        term.prompt()
+        last = db.messages(conversation_id)[-1]
+        assert (last["status"], last["stop_reason"]) == ("complete", "end_turn")
+
+        term.child.sendeof()
+        assert term.exit_status() == 0
+
+
+def test_ctrl_c_at_the_prompt_quits_with_status_0_and_saves_nothing(db: TerminalDb) -> None:
+    before = db.query("SELECT COUNT(*) AS n FROM chat_conversation")[0]["n"]
+    with terminal(db.env, "--user", "alice") as term:
+        term.prompt()
+        term.child.sendintr()
+        assert term.exit_status() == 0
+    assert "Traceback" not in term.text()
+    assert db.query("SELECT COUNT(*) AS n FROM chat_conversation")[0]["n"] == before
+
+
+def test_a_conversation_made_here_is_the_users_own_and_no_one_else_can_open_it(
+    db: TerminalDb,
+) -> None:
+    marker = f"bob-{secrets.token_hex(4)}"
+    # Not a terminal: lines on stdin work too (and end at EOF).
+    result = subprocess.run(
+        [sys.executable, "manage.py", "chat", "--user", "bob"],
+        input=f"Hello from bob {marker} [[fake:deltas=2]]\n",
+        cwd=REPO_ROOT,
+        env=db.env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    found = CONVERSATION_PATH.search(result.stdout)
+    assert found is not None, result.stdout
+    conversation_id = found.group(1)
+    assert db.owner(conversation_id) == "bob"
+    assert [(m["role"], m["status"]) for m in db.messages(conversation_id)] == [
+        ("user", "complete"),
+        ("assistant", "complete"),
+    ]
+
+    refused = subprocess.run(
+        [sys.executable, "manage.py", "chat", "--user", "alice", "--conversation", conversation_id],
+        input="",
+        cwd=REPO_ROOT,
+        env=db.env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+    assert refused.returncode != 0
+    assert f"No such conversation of alice: {conversation_id}" in refused.stderr
+    assert len(db.messages(conversation_id)) == 2
+
+    # Its owner resumes it: the title, the message count and the last exchange.
+    with terminal(db.env, "--user", "bob", "--conversation", conversation_id) as term:
+        term.expect(r"Resuming “Hello from bob")
+        term.expect(rf"\(2 messages\): /conversations/{conversation_id}/")
+        term.expect(rf"you> Hello from bob {marker}")
+        term.expect(r"claude> \S")
+        term.prompt()
+        term.child.sendeof()
+        assert term.exit_status() == 0
+
+
+def test_help_lists_the_commands_and_new_starts_another_conversation(db: TerminalDb) -> None:
+    with terminal(db.env, "--user", "alice") as term:
+        term.prompt()
+        term.say("/help")
+        for command in ("/stop", "/new", "/help"):
+            term.expect(rf"\n  {command} ")
+        term.prompt()
+        term.say("First [[fake:deltas=2]]")
+        first = term.expect(CONVERSATION_PATH.pattern).group(1)
+        term.expect(r"tokens: ")
+        term.prompt()
+        term.say("/NEW ")
+        term.expect(r"New conversation: it is saved with your first message\.")
+        term.prompt()
+        term.say("/etc/hosts is a path, not a command [[fake:deltas=2]]")
+        second = term.expect(CONVERSATION_PATH.pattern).group(1)
+        term.expect(r"tokens: ")
+        term.prompt()
+        term.child.sendeof()
+        assert term.exit_status() == 0
+    assert first != second
+    assert [m["role"] for m in db.messages(first)] == ["user", "assistant"]
+    assert db.messages(second)[0]["content"].startswith("/etc/hosts is a path")
+    assert db.owner(second) == "alice"
+
+
+def test_a_reply_streaming_in_another_terminal_is_refused_and_stop_stops_it(
+    db: TerminalDb,
+) -> None:
+    """Two terminal processes on one conversation. With Redis (the channel layer shared by
+    processes) the owner answers the stop; without it, the stop closes the reply from its last
+    checkpoint and the owner sees that at its next checkpoint."""
+    shared = redis_url()
+    env = db.env | {"CHAT_CHECKPOINT_INTERVAL": "0.5", "CHAT_STOP_ANSWER_TIMEOUT": "1"}
+    if shared:
+        env["REDIS_URL"] = shared
+    marker = f"elsewhere-{secrets.token_hex(4)}"
+    with terminal(env, "--user", "alice") as owner:
+        owner.prompt()
+        owner.say(f"Long one {marker} [[fake:interval=0.05,deltas=400]]")
+        conversation_id = owner.expect(CONVERSATION_PATH.pattern).group(1)
+        owner.expect(r"Token 3 of 400\.")
+        with terminal(env, "--user", "alice", "--conversation", conversation_id) as other:
+            other.expect(r"A reply is streaming in this conversation elsewhere: /stop stops it")
+            other.prompt()
+            other.say("Me too")
+            other.expect(r"A reply is already streaming in this conversation .*/stop")
+            other.prompt()
+            other.say("/stop")
+            if shared:
+                other.expect(r"Stopped\. [\d,]+ characters of the reply were saved\.")
+                owner.expect(r"\[Interrupted\] stopped elsewhere — [\d,]+ characters saved")
+            else:
+                other.expect(r"The server streaming that reply is gone")
+                owner.expect(r"\[Interrupted\] closed elsewhere — [\d,]+ characters saved")
+            other.prompt()
+            other.child.sendeof()
+            assert other.exit_status() == 0
+        owner.prompt()
+        owner.child.sendeof()
+        assert owner.exit_status() == 0
+    assert upstream(db, marker).outcome == "client_disconnected"
+    messages = db.messages(conversation_id)
+    assert [m["role"] for m in messages] == ["user", "assistant"]  # "Me too" was not saved
+    assert messages[1]["status"] == "interrupted"
+
+
+def test_an_upstream_error_ends_the_reply_with_the_error_printed_and_saved(
+    db: TerminalDb,
+) -> None:
+    with terminal(db.env, "--user", "alice") as term:
+        term.prompt()
+        term.say("Fail please [[fake:error=overloaded_midstream,error_after=3,interval=0.01]]")
+        conversation_id = term.expect(CONVERSATION_PATH.pattern).group(1)
+        term.expect(r"\[Error\] Anthropic is overloaded right now\.")
+        term.expect(r"tokens: \d+ in, ~\d+ out \(estimated\)")
+        assert "claude> Token 1 of 300. Token 2 of 300. Token 3 of 300. \n[Error]" in term.text()
+        term.prompt()
+        term.child.sendeof()
+        assert term.exit_status() == 0
+    reply = db.messages(conversation_id)[-1]
+    assert reply["status"] == "error"
+    assert reply["content"].endswith("Token 3 of 300. ")
+    assert "WARNING" not in term.text()  # the terminal says it; the log line would garble it
