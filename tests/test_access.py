@@ -8,6 +8,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 
+from chat import tokens
 from chat.models import Conversation, Message
 
 pytestmark = pytest.mark.django_db
@@ -86,8 +87,6 @@ def test_the_api_answers_404_for_another_users_conversation(
     method: str,
     owned: bool,
 ) -> None:
-    from chat import tokens
-
     Message.objects.create(conversation=conversation, role="user", content="private words")
     _, token = tokens.token_create(user=other_user, name="theirs")
     response = getattr(client, method)(
