@@ -12,7 +12,7 @@ runs after a warm-up. Also timed the same way:
 
 - the "Show earlier messages" fragment, when the page offers one (the next page of older
   messages, as htmx fetches it);
-- the socket's catch-up frame for this conversation (chat/fragments.catch_up of what
+- the socket's catch-up frame for this conversation (chat/render.catch_up of what
   chat/selectors.conversation_messages returns): what a tab whose page is out of date is sent
   on connect. It is rendered on the event loop of the server process, so every socket of the
   process waits that long.
@@ -189,7 +189,8 @@ def _child(quick: bool, profile: bool) -> dict[str, Any]:
     from django.test import Client
     from django.urls import reverse
 
-    from chat import fragments, selectors
+    from chat.data import selectors
+    from chat.ws import render
 
     call_command("migrate", verbosity=0, interactive=False)
     user, conversation = _seed(MESSAGES)
@@ -246,7 +247,7 @@ def _child(quick: bool, profile: bool) -> dict[str, Any]:
         figures["earlier_fragment"] = None
 
     def catch_up() -> str:
-        return fragments.catch_up(selectors.conversation_messages(conversation=conversation))
+        return render.catch_up(selectors.conversation_messages(conversation=conversation))
 
     times, frame = _timed(catch_up, runs)
     figures["catch_up_frame"] = {

@@ -9,8 +9,8 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils.cache import add_never_cache_headers
 
-from . import tokens
-from .models import ApiToken, Conversation, Message
+from chat.data import api_tokens
+from chat.models import ApiToken, Conversation, Message
 
 TRANSCRIPT_FIELDS = (
     "role",
@@ -134,7 +134,7 @@ class ApiTokenAdmin(admin.ModelAdmin):
         self, request: HttpRequest, obj: ApiToken, form: ModelForm[ApiToken], change: bool
     ) -> None:
         if not change:
-            request.new_api_token = tokens.issue(obj)  # type: ignore[attr-defined]
+            request.new_api_token = api_tokens.issue(obj)  # type: ignore[attr-defined]
         super().save_model(request, obj, form, change)
 
     def response_add(

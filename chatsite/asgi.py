@@ -18,10 +18,10 @@ from channels.layers import get_channel_layer  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
-from chat import shutdown  # noqa: E402
 from chat.providers import load_provider  # noqa: E402
-from chat.reaper import ReaperMiddleware  # noqa: E402
-from chat.routing import websocket_urlpatterns  # noqa: E402
+from chat.replies import shutdown  # noqa: E402
+from chat.replies.reaper import ReaperMiddleware  # noqa: E402
+from chat.ws.routing import websocket_urlpatterns  # noqa: E402
 from chatsite.static_asgi import StaticFilesApp  # noqa: E402
 
 # Build the channel layer now, not on the first stop: importing its Redis backend takes a

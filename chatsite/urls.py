@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.urls import include, path
 
-from chat import views_metrics
+from chat.web import metrics as views_metrics
 
 urlpatterns = [
     # Before admin.site.urls, whose catch-all would answer this path with a 404.

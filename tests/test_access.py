@@ -8,7 +8,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 
-from chat import tokens
+from chat.data import api_tokens
 from chat.models import Conversation, Message
 
 pytestmark = pytest.mark.django_db
@@ -88,7 +88,7 @@ def test_the_api_answers_404_for_another_users_conversation(
     owned: bool,
 ) -> None:
     Message.objects.create(conversation=conversation, role="user", content="private words")
-    _, token = tokens.token_create(user=other_user, name="theirs")
+    _, token = api_tokens.token_create(user=other_user, name="theirs")
     response = getattr(client, method)(
         _url(name, conversation),
         data={"message": "stolen"},

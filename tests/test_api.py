@@ -44,13 +44,14 @@ SETUP = """
 import json, sys
 import django
 django.setup()
-from chat import services, tokens
+from chat.data import services
+from chat.data import api_tokens
 from django.contrib.auth.models import User
 alice = User.objects.get(username="alice")
 bob = User.objects.get(username="bob")
-_, alice_token = tokens.token_create(user=alice, name="tests")
-revoked, revoked_token = tokens.token_create(user=alice, name="revoked")
-tokens.token_revoke(user=alice, token_id=revoked.pk)
+_, alice_token = api_tokens.token_create(user=alice, name="tests")
+revoked, revoked_token = api_tokens.token_create(user=alice, name="revoked")
+api_tokens.token_revoke(user=alice, token_id=revoked.pk)
 bobs = services.conversation_create(user=bob, title="Bob's private chat")
 print(json.dumps({"token": alice_token, "revoked": revoked_token, "bobs": str(bobs.pk)}))
 """

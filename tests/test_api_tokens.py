@@ -10,7 +10,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
-from chat import tokens
+from chat.data import api_tokens
 from chat.models import ApiToken
 
 pytestmark = pytest.mark.django_db
@@ -58,8 +58,8 @@ def test_a_token_needs_a_name(client: Client, user: User) -> None:
 def test_revoking_on_the_page_stops_the_token_at_once_and_only_the_owner_can(
     client: Client, user: User, other_user: User
 ) -> None:
-    mine, my_token = tokens.token_create(user=user, name="mine")
-    theirs, their_token = tokens.token_create(user=other_user, name="theirs")
+    mine, my_token = api_tokens.token_create(user=user, name="mine")
+    theirs, their_token = api_tokens.token_create(user=other_user, name="theirs")
     client.force_login(user)
 
     response = client.post(f"/account/tokens/{theirs.pk}/revoke/")
@@ -73,11 +73,11 @@ def test_revoking_on_the_page_stops_the_token_at_once_and_only_the_owner_can(
     assert not ApiToken.objects.filter(pk=mine.pk).exists()
     assert api_status(Client(), my_token) == 401
     page = client.get("/account/tokens/").content.decode()
-    assert "You have no API tokens." in page and "theirs" not in page
+    assert "You have no API api_tokens." in page and "theirs" not in page
 
 
 def test_an_inactive_users_token_is_refused(user: User) -> None:
-    _, token = tokens.token_create(user=user, name="x")
+    _, token = api_tokens.token_create(user=user, name="x")
     user.is_active = False
     user.save()
     assert api_status(Client(), token) == 401

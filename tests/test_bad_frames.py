@@ -75,7 +75,7 @@ async def test_an_unexpected_server_failure_is_a_notice_and_the_socket_lives_on(
 ) -> None:
     """A bug anywhere behind a frame (simulated: the database write raises) must not close the
     socket, which would also take away the Stop of a reply streaming on it."""
-    from chat import services
+    from chat.data import services
 
     real = services.turn_start
 

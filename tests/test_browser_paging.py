@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from chat import selectors
+from chat.data import selectors
 from tests.fake_anthropic import FakeAnthropicControl
 from tests.test_browser import (
     QUICK,

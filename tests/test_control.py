@@ -346,7 +346,7 @@ async def test_the_reaper_never_closes_a_reply_still_streaming_in_its_own_proces
 ) -> None:
     """Under heavy load a live reply's heartbeat falls behind; its own process is not dead.
     (The benchmark at 500 concurrent replies saw the reaper close hundreds of live replies.)"""
-    from chat.reaper import reap_once
+    from chat.replies.reaper import reap_once
 
     fake_anthropic.reset(SLOW)
     sock = await chat_socket(conversation, user)

@@ -15,9 +15,10 @@ from django.test import AsyncClient, Client
 from django.urls import reverse
 from django.utils import timezone
 
-from chat import control, selectors
+from chat.data import selectors
+from chat.data.pricing import ModelTotals, format_usd, usage_from_totals
 from chat.models import Conversation, Message
-from chat.pricing import ModelTotals, format_usd, usage_from_totals
+from chat.replies import stops
 from tests.conftest import SocketFactory
 from tests.fake_anthropic import FakeAnthropicServer, FakeConfig
 
@@ -368,7 +369,7 @@ async def test_deleting_a_conversation_with_a_streaming_orphan_leaves_nothing_an
     layer = get_channel_layer()
     assert layer is not None
     tab = await layer.new_channel()
-    await layer.group_add(control.group_name(conversation.pk), tab)
+    await layer.group_add(stops.group_name(conversation.pk), tab)
     client = AsyncClient()
     await client.aforce_login(user)
 
@@ -418,10 +419,10 @@ async def test_delete_refuses_while_a_streaming_reply_cannot_be_stopped(
         conversation=conversation, role="assistant", status="streaming", owner_channel="x!y"
     )
 
-    async def unavailable(conversation_id: Any, **_: Any) -> control.StopResult:
-        return control.StopResult("unavailable", str(conversation_id))
+    async def unavailable(conversation_id: Any, **_: Any) -> stops.StopResult:
+        return stops.StopResult("unavailable", str(conversation_id))
 
-    monkeypatch.setattr(control, "request_stop", unavailable)
+    monkeypatch.setattr(stops, "request_stop", unavailable)
     client = AsyncClient()
     await client.aforce_login(user)
     response = await client.post(delete_url(conversation))

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from chat.frames import ClientFrame, FrameError, parse_client_frame
+from chat.ws.protocol import ClientFrame, FrameError, parse_client_frame
 
 LIMIT = 100
 

@@ -1,4 +1,4 @@
-"""Property-based: the client frame parser, `chat.frames.parse_client_frame`, on any input.
+"""Property-based: the client frame parser, `chat.ws.protocol.parse_client_frame`, on any input.
 
 The parser is the socket's only door for client data, so what it promises is checked over
 arbitrary input rather than a handful of examples:
@@ -15,7 +15,7 @@ arbitrary input rather than a handful of examples:
 - a `FrameError`'s text is one of a few fixed sentences (only the configured limit varies), so a
   hostile frame can never put its own text into the notice the page shows.
 
-The tests at the end reproduce four bugs these properties found in chat/frames.py, now fixed:
+The tests at the end reproduce four bugs these properties found in chat/protocol.py, now fixed:
 deeply nested JSON raised RecursionError (crashing the socket mid-reply), a lone surrogate escape
 was accepted and crashed the database save, a Stop carrying a draft over the limit did not stop,
 and a message of escaped emoji within the limit was refused by the size bound.
@@ -33,8 +33,8 @@ from django.conf import settings as django_settings
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from chat import frames
-from chat.frames import ACTIONS, Action, ClientFrame, FrameError, parse_client_frame
+from chat.ws import protocol
+from chat.ws.protocol import ACTIONS, Action, ClientFrame, FrameError, parse_client_frame
 
 LIMIT = 40  # small, so that hypothesis easily writes messages on both sides of it
 
@@ -43,7 +43,7 @@ PROPERTY = settings(max_examples=300, deadline=None, database=None)
 
 
 def size_bound(limit: int) -> int:
-    """The longest raw frame chat/frames.py parses (JSON escapes a character in at most twelve
+    """The longest raw frame chat/protocol.py parses (JSON escapes a character in at most twelve
     characters, an astral one as a surrogate pair, plus room for the action and headers)."""
     return limit * 12 + 4096
 
@@ -295,7 +295,7 @@ def test_headers_of_any_shape_are_ignored(
 
 
 class _MustNotParse:
-    """Stands in for the json module in chat.frames: any parse fails the test."""
+    """Stands in for the json module in chat.ws.protocol: any parse fails the test."""
 
     @staticmethod
     def loads(raw: str) -> object:
@@ -306,7 +306,7 @@ def test_a_megabyte_of_valid_json_is_refused_quickly_without_being_parsed() -> N
     limit: int = django_settings.CHAT_MAX_MESSAGE_CHARS
     raw = json.dumps({"action": "send", "message": "x" * 1_000_000, "HEADERS": {}})
     assert len(raw) > 1_000_000 > size_bound(limit)
-    with mock.patch.object(frames, "json", _MustNotParse):
+    with mock.patch.object(protocol, "json", _MustNotParse):
         started = time.perf_counter()
         with pytest.raises(FrameError, match="too long") as refused:
             parse_client_frame(raw, max_message_chars=limit)
@@ -324,7 +324,7 @@ def test_any_frame_longer_than_the_bound_is_refused_unparsed(
     head = json.dumps({"action": action, "message": "hi"})
     raw = head + " " * (size_bound(limit) + beyond - len(head))
     assert len(raw) == size_bound(limit) + beyond
-    with mock.patch.object(frames, "json", _MustNotParse):
+    with mock.patch.object(protocol, "json", _MustNotParse):
         result = outcome(raw, limit)
     assert isinstance(result, FrameError)
     assert "too long" in str(result)
@@ -420,7 +420,7 @@ def test_a_frame_error_never_echoes_the_frame(evil: str, where: str) -> None:
         assert fragment not in str(result)
 
 
-# --- bugs these tests found, fixed in chat/frames.py --------------------------------------------
+# --- bugs these tests found, fixed in chat/protocol.py --------------------------------------------
 
 
 @pytest.mark.parametrize("raw", ["[" * 3000, '{"a":' * 3000, "[" * 3000 + "]" * 3000])

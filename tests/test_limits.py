@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from django.contrib.auth.models import User
 
-from chat.context import ContextTooSmall, estimate_prompt_tokens, fit_history
 from chat.models import Conversation, Message
 from chat.providers import ChatTurn
+from chat.replies.context import ContextTooSmall, estimate_prompt_tokens, fit_history
 from tests.conftest import SocketFactory
 from tests.fake_anthropic import FakeAnthropicServer, FakeConfig
 from tests.live_client import Session, Tab

@@ -12,7 +12,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
 
-from chat.metrics import STOP_DURATION_WINDOW, _nearest_rank, compute_reply_metrics
+from chat.data.reply_metrics import STOP_DURATION_WINDOW, _nearest_rank, compute_reply_metrics
 from chat.models import Conversation, Message
 
 pytestmark = pytest.mark.django_db

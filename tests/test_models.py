@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from django.db import IntegrityError, transaction
 
+from chat.data.services import ReplyAlreadyStreaming, turn_start
 from chat.models import Conversation, Message
-from chat.services import ReplyAlreadyStreaming, turn_start
 
 pytestmark = pytest.mark.django_db
 

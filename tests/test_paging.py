@@ -15,8 +15,9 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
 
-from chat import fragments, selectors
+from chat.data import selectors
 from chat.models import Conversation, Message
+from chat.ws import render
 
 PAGE = selectors.PAGE_MESSAGES
 ARTICLE_ID = re.compile(r'<article id="msg-(\d+)"')
@@ -92,7 +93,7 @@ def test_a_short_conversation_has_no_control_and_odd_requests_get_the_whole_page
 @pytest.mark.django_db
 def test_the_catch_up_of_a_stale_page_sends_the_newest_page_with_its_control(user: User) -> None:
     conversation, ids = _long_conversation(user, 2 * PAGE + 20)
-    frame = fragments.catch_up(selectors.conversation_messages(conversation=conversation))
+    frame = render.catch_up(selectors.conversation_messages(conversation=conversation))
     assert _shown(frame) == ids[-PAGE:]
     assert frame.startswith('<div id="messages" hx-swap-oob="innerHTML">')
     assert f"?before={ids[-PAGE]}" in frame

@@ -6,7 +6,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from chat.rendering import render_markdown
+from chat.web.markdown import render_markdown
 
 
 def test_markdown_renders_paragraphs_emphasis_lists_and_tables() -> None:

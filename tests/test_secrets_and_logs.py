@@ -70,7 +70,7 @@ def all_logs(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixt
         if not logger.propagate and caplog.handler not in logger.handlers:
             logger.addHandler(caplog.handler)
             added.append(logger)
-    assert logging.getLogger("chat.generation").isEnabledFor(logging.DEBUG)
+    assert logging.getLogger("chat.replies.reply").isEnabledFor(logging.DEBUG)
     assert logging.getLogger("anthropic._base_client").isEnabledFor(logging.DEBUG)
     yield caplog
     for logger in added:
@@ -295,7 +295,7 @@ async def test_message_text_is_not_logged_at_info(
     all_logs: pytest.LogCaptureFixture,
 ) -> None:
     # An untitled conversation, so the first exchange also asks the model for a title: its
-    # prompt carries both texts, through chat.titles and the SDK. (The stopped reply's title
+    # prompt carries both texts, through chat.replies.titles and the SDK. (The stopped reply's title
     # request outlasts its timeout, which is logged too.)
     settings.CHAT_AUTO_TITLE = True
     settings.CHAT_TITLE_TIMEOUT = 0.2

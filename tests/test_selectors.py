@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from chat.data.selectors import history_for_model
 from chat.models import Conversation, Message
 from chat.providers import ChatTurn
-from chat.selectors import history_for_model
 
 pytestmark = pytest.mark.django_db
 

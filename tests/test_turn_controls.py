@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import User
 
-from chat import titles
 from chat.models import Conversation, Message
 from chat.providers.anthropic import AnthropicProvider
 from chat.providers.demo import DemoProvider
+from chat.replies import titles
 from tests.conftest import TEST_API_KEY, ChatSocket, SocketFactory
 from tests.fake_anthropic import FakeAnthropicServer, FakeConfig
 
@@ -272,11 +272,11 @@ async def test_deleting_a_conversation_tells_its_open_tabs_and_they_stop_reconne
     conversation: Conversation,
     user: User,
 ) -> None:
-    from chat import control
+    from chat.replies import stops
 
     sock = await chat_socket(conversation, user)
     await first_exchange(sock)
-    await control.group_send(conversation.pk, {"type": "chat.gone"})
+    await stops.group_send(conversation.pk, {"type": "chat.gone"})
     await sock.until("This conversation was deleted")
     closed = await sock.comm.receive_output(timeout=5)
     assert closed == {"type": "websocket.close", "code": 4404}

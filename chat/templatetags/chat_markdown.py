@@ -5,7 +5,7 @@ from __future__ import annotations
 from django import template
 from django.utils.safestring import SafeString
 
-from chat.rendering import render_markdown
+from chat.web.markdown import render_markdown
 
 register = template.Library()
 

@@ -20,12 +20,12 @@ from django.contrib.auth.models import User
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.urls import reverse
 
-from chat import selectors, services
-from chat.commands import COMMANDS, command_of
-from chat.frames import FrameError, clean_message
+from chat.data import selectors, services
 from chat.models import INTERRUPTED_MARKER, Conversation
 from chat.providers import load_provider
-from chat.terminal import ASSISTANT, YOU, Console, TerminalChat
+from chat.replies.slash import COMMANDS, command_of
+from chat.terminal.session import ASSISTANT, YOU, Console, TerminalChat
+from chat.ws.protocol import FrameError, clean_message
 
 with contextlib.suppress(ImportError):  # line editing and history for input(), where available
     import readline  # noqa: F401
@@ -118,12 +118,12 @@ class Command(BaseCommand):
 @contextlib.contextmanager
 def _quiet_logs(verbosity: int) -> Iterator[None]:
     """The terminal is the UI, and log lines on stderr land in the middle of replies. Below
-    -v 2, the app logs warnings only, and not those about a reply's outcome (chat.generation):
+    -v 2, the app logs warnings only, and not those about a reply's outcome (chat.replies.reply):
     the terminal prints each outcome itself, more plainly. Errors always show."""
     if verbosity >= 2:
         yield
         return
-    levels = {"chat": logging.WARNING, "chat.generation": logging.ERROR}
+    levels = {"chat": logging.WARNING, "chat.replies.reply": logging.ERROR}
     saved = {name: logging.getLogger(name).level for name in levels}
     for name, level in levels.items():
         logger = logging.getLogger(name)

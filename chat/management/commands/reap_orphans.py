@@ -8,7 +8,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
-from chat import services
+from chat.data import services
 
 
 class Command(BaseCommand):

@@ -28,8 +28,11 @@ from django.conf import settings
 from django.core.management.base import OutputWrapper
 from django.core.management.color import Style
 
-from . import control
-from .generation import (
+from chat.data.pricing import ConversationUsage
+from chat.data.services import ReplyAlreadyStreaming, TurnRefused
+from chat.models import INTERRUPTED_MARKER, Conversation, Message
+from chat.replies import stops
+from chat.replies.reply import (
     Reply,
     ReplyEvent,
     ReplyFinished,
@@ -38,9 +41,6 @@ from .generation import (
     TurnStarted,
     start_turn,
 )
-from .models import INTERRUPTED_MARKER, Conversation, Message
-from .pricing import ConversationUsage
-from .services import ReplyAlreadyStreaming, TurnRefused
 
 try:
     import termios
@@ -52,7 +52,7 @@ T = TypeVar("T")
 YOU = "you> "
 ASSISTANT = "claude> "
 
-#: The tasks of a reply (chat/generation.py and chat/control.py name theirs "reply-…").
+#: The tasks of a reply (chat/generation.py and chat/stops.py name theirs "reply-…").
 REPLY_TASK_PREFIX = "reply-"
 
 #: How each way a reply can be interrupted is told, after "[Interrupted] ".
@@ -127,7 +127,7 @@ class Turn:
 
     async def run(self) -> Message | None:
         """Send the message and print the reply; the saved reply, or None if it was refused."""
-        inbox = await control.StopInbox.open()
+        inbox = await stops.StopInbox.open()
         try:
             try:
                 self.reply = await start_turn(
@@ -156,7 +156,7 @@ class Turn:
             inbox.close()
         return message
 
-    async def _settle(self, message: Message, inbox: control.StopInbox) -> None:
+    async def _settle(self, message: Message, inbox: stops.StopInbox) -> None:
         """Let the reply's own tasks end before the prompt comes back: the loop does not run
         while the prompt waits, and a title printed in the middle of the next reply would
         garble it. Ctrl+C now gives up on them.
@@ -238,17 +238,17 @@ class TerminalChat:
         turn = Turn(conversation=conversation, text=text, console=self.console)
         return self._run(turn.run(), on_ctrl_c=turn.interrupt)
 
-    def stop_elsewhere(self, *, conversation_id: uuid.UUID | str) -> control.StopResult | None:
+    def stop_elsewhere(self, *, conversation_id: uuid.UUID | str) -> stops.StopResult | None:
         """/stop: stop the conversation's reply streaming elsewhere, and say what happened.
         None if Ctrl+C gave up waiting for the answer."""
         holder: list[asyncio.Task[Any]] = []
 
-        async def stop() -> control.StopResult | None:
+        async def stop() -> stops.StopResult | None:
             task = asyncio.current_task()
             assert task is not None
             holder.append(task)
             try:
-                return await control.request_stop(conversation_id)
+                return await stops.request_stop(conversation_id)
             except asyncio.CancelledError:
                 return None
 

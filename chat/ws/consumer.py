@@ -1,10 +1,10 @@
 """The chat WebSocket: transport only.
 
-It parses frames, checks ownership, hands turns to `chat.generation`, and forwards the reply's
-events to the browser as HTML fragments. A reply belongs to the socket that started it and runs
+It parses frames, checks ownership, hands turns to `chat.replies.reply`, and forwards the reply's
+events to the browser as HTML render. A reply belongs to the socket that started it and runs
 in its own tasks, so a Stop frame is read while the reply streams.
 
-Every socket on a conversation joins the conversation's group (see chat/control.py). The owner
+Every socket on a conversation joins the conversation's group (see chat/stops.py). The owner
 of a reply sends its frames straight to its own socket and, once it knows other tabs are open,
 fans them out to the group; a tab that joins mid-reply is sent a snapshot of the text so far.
 Stops from other tabs, HTTP endpoints and other processes arrive as `chat.stop` group events.
@@ -26,10 +26,11 @@ from channels.layers import get_channel_layer
 from channels.utils import await_many_dispatch
 from django.conf import settings
 
-from . import control, fragments, selectors, services
-from .commands import Command, command_of
-from .frames import ClientFrame, FrameBudget, FrameError, parse_client_frame
-from .generation import (
+from chat.data import selectors, services
+from chat.data.services import ReplyAlreadyStreaming, TurnRefused
+from chat.models import Conversation, Message
+from chat.replies import stops
+from chat.replies.reply import (
     Reply,
     ReplyEvent,
     ReplyFinished,
@@ -38,8 +39,9 @@ from .generation import (
     TurnStarted,
     start_turn,
 )
-from .models import Conversation, Message
-from .services import ReplyAlreadyStreaming, TurnRefused
+from chat.replies.slash import Command, command_of
+from chat.ws import render
+from chat.ws.protocol import ClientFrame, FrameBudget, FrameError, parse_client_frame
 
 logger = logging.getLogger(__name__)
 
@@ -86,9 +88,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
         delay = 0.1
         while True:
             try:
-                with control.layer_errors():
+                with stops.layer_errors():
                     return await self.channel_layer.receive(self.channel_name)
-            except control.LayerUnavailable as exc:
+            except stops.LayerUnavailable as exc:
                 if not self._layer_down:
                     self._layer_down = True
                     logger.warning("channel layer unreachable (%s); retrying", exc)
@@ -106,15 +108,15 @@ class ChatConsumer(AsyncWebsocketConsumer):
         frames.
         """
         try:
-            with control.layer_errors():
+            with stops.layer_errors():
                 await self.channel_layer.group_add(
-                    control.group_name(self.conversation.pk), self.channel_name
+                    stops.group_name(self.conversation.pk), self.channel_name
                 )
             if hello or self._layer_down:
-                await control.group_send(
+                await stops.group_send(
                     self.conversation.pk, {"type": "chat.hello", "sender": self.channel_name}
                 )
-        except control.LayerUnavailable:
+        except stops.LayerUnavailable:
             self._layer_down = True
             return False
         if self._layer_down:
@@ -187,13 +189,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 conversation=conversation
             )
             self._caught_up_to = messages[-1].pk
-            await self.send(text_data=fragments.catch_up(messages))
+            await self.send(text_data=render.catch_up(messages))
             if messages[-1].status == Message.Status.STREAMING:
                 self._awaiting_snapshot = messages[-1].pk
         elif newest.status == Message.Status.STREAMING:
             self._awaiting_snapshot = newest.pk
         elif newest.role == Message.Role.ASSISTANT and newest.status != Message.Status.STREAMING:
-            await self.send(text_data=fragments.for_event(ReplyFinished(message=newest)))
+            await self.send(text_data=render.for_event(ReplyFinished(message=newest)))
 
     async def disconnect(self, code: int) -> None:
         if hasattr(self, "_keeper"):
@@ -205,7 +207,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if hasattr(self, "conversation"):
             try:
                 await self.channel_layer.group_discard(
-                    control.group_name(self.conversation.pk), self.channel_name
+                    stops.group_name(self.conversation.pk), self.channel_name
                 )
             except Exception:
                 logger.debug("group_discard failed: the channel layer is unreachable")
@@ -262,7 +264,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self._stop_own(Message.StopReason.USER_STOP)
             return
         # The reply (if any) belongs to another tab or process: ask it through the layer.
-        result = await control.request_stop(self.conversation.pk)
+        result = await stops.request_stop(self.conversation.pk)
         if result.outcome != "stopped":
             await self._notice(
                 result.text, level="error" if result.outcome == "unavailable" else "info"
@@ -273,7 +275,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if self._streaming():
             await self._stop_own(Message.StopReason.USER_STOP)
         elif frame.message:
-            result = await control.request_stop(self.conversation.pk)
+            result = await stops.request_stop(self.conversation.pk)
             if result.outcome == "unavailable":
                 await self._notice(
                     result.text + " Your message is still in the box.", level="error"
@@ -293,16 +295,16 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def _command(self, command: Command) -> None:
         """A composer command (chat/commands.py): done here, never saved as a message."""
-        await self.send(text_data=fragments.command_accepted())
+        await self.send(text_data=render.command_accepted())
         if command == "/stop":
             await self._stop()
         elif command == "/help":
-            await self._notice(fragments.help_text())
+            await self._notice(render.help_text())
         else:  # /new: the page goes to a new conversation (its socket closes, as on any leave)
             conversation = await database_sync_to_async(services.conversation_create)(
                 user=self.scope["user"]
             )
-            await self.send(text_data=fragments.navigate(conversation))
+            await self.send(text_data=render.navigate(conversation))
 
     async def _redo(self, kind: TurnKind, text: str) -> None:
         """Regenerate the last reply, edit the last message and resend, or continue a reply."""
@@ -337,7 +339,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def _deliver(self, event: ReplyEvent) -> None:
         """The reply's sink: this socket first, then the other tabs when there are any."""
-        html = fragments.for_event(event)
+        html = render.for_event(event)
         await self.send(text_data=html)
         async with self._fanout:
             if isinstance(event, TextBatch):
@@ -349,7 +351,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 # Only a turn's start differs for other tabs; a batch is rendered once.
                 tags: dict[str, int] = {}
                 if isinstance(event, TurnStarted):
-                    html = fragments.for_event(event, for_owner=False)
+                    html = render.for_event(event, for_owner=False)
                     if event.kind == "continue":
                         # Text fanned out for a continued reply starts with what it had.
                         self._fanned_out = [event.assistant_message.content]
@@ -364,15 +366,15 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def _fan_out(self, html: str, **tags: int) -> None:
         """Send a frame to the other tabs, tagged with the turn or reply it belongs to."""
         try:
-            await control.group_send(
+            await stops.group_send(
                 self.conversation.pk,
                 {"type": "chat.fragment", "html": html, "sender": self.channel_name, **tags},
             )
-        except control.LayerUnavailable:
+        except stops.LayerUnavailable:
             logger.warning("conversation %s: could not update other tabs", self.conversation.pk)
 
     async def _notice(self, text: str, *, level: str = "info") -> None:
-        await self.send(text_data=fragments.notice(text, level=level))
+        await self.send(text_data=render.notice(text, level=level))
 
     async def _refuse(self, text: str) -> None:
         """An error notice for a frame that was not acted on: at most a few a second, so a
@@ -388,14 +390,14 @@ class ChatConsumer(AsyncWebsocketConsumer):
         async with self._fanout:
             self.peers = True
             try:
-                await control.send(
+                await stops.send(
                     event["sender"], {"type": "chat.here", "sender": self.channel_name}
                 )
                 if self._streaming():
                     assert self.reply is not None
                     # Everything fanned out from now on reaches the newcomer after this snapshot.
-                    html = fragments.snapshot(self.reply.message, "".join(self._fanned_out))
-                    await control.send(
+                    html = render.snapshot(self.reply.message, "".join(self._fanned_out))
+                    await stops.send(
                         event["sender"],
                         {
                             "type": "chat.fragment",
@@ -404,7 +406,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
                             "snapshot": self.reply.message.pk,
                         },
                     )
-            except control.LayerUnavailable:
+            except stops.LayerUnavailable:
                 logger.warning("conversation %s: could not greet a new tab", self.conversation.pk)
 
     async def chat_here(self, event: dict[str, Any]) -> None:
@@ -427,12 +429,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if self._streaming():
             assert self.reply is not None
             await self._stop_own(Message.StopReason.USER_STOP)
-        await self.send(text_data=fragments.gone())
+        await self.send(text_data=render.gone())
         await self.close(code=GONE_CLOSE_CODE)
 
     async def chat_stop(self, event: dict[str, Any]) -> None:
-        """A stop sent to this socket as the reply's owner (chat/control.py): stop, then answer."""
-        await control.answer_stop(self.reply, event)
+        """A stop sent to this socket as the reply's owner (chat/stops.py): stop, then answer."""
+        await stops.answer_stop(self.reply, event)
 
 
 def _after_param(scope: dict[str, Any]) -> int | None:

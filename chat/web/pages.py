@@ -13,10 +13,10 @@ from django.shortcuts import redirect, render
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from . import selectors, services
-from .forms import ConversationSettingsForm
-from .models import Conversation, Message
-from .providers import get_provider
+from chat.data import selectors, services
+from chat.models import Conversation, Message
+from chat.providers import get_provider
+from chat.web.forms import ConversationSettingsForm
 
 
 def _provider_context() -> dict[str, str]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .providers import ChatTurn
+from chat.providers import ChatTurn
 
 
 def estimate_prompt_tokens(text: str) -> int:

@@ -50,7 +50,7 @@ from django.db.models import (
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
-from .models import Message
+from chat.models import Message
 
 # How many of the most recent user stops the median and p90 are computed over.
 STOP_DURATION_WINDOW = 1000

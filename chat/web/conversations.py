@@ -18,8 +18,9 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from . import control, selectors, services
-from .views import _owned_or_404, _provider_context
+from chat.data import selectors, services
+from chat.replies import stops
+from chat.web.pages import _owned_or_404, _provider_context
 
 SIDEBAR_LIMIT = 50
 MAX_QUERY_CHARS = 200
@@ -111,13 +112,13 @@ async def conversation_delete(request: HttpRequest, conversation_id: str) -> Htt
     if request.method == "POST":
         # Stopped first, so that its owner is not left streaming (and billing) into a reply
         # that no longer exists.
-        stop = await control.request_stop(conversation.pk)
+        stop = await stops.request_stop(conversation.pk)
         if stop.outcome != "unavailable":
             await database_sync_to_async(services.conversation_delete)(
                 conversation_id=conversation.pk
             )
-            with contextlib.suppress(control.LayerUnavailable):
-                await control.group_send(conversation.pk, {"type": "chat.gone"})
+            with contextlib.suppress(stops.LayerUnavailable):
+                await stops.group_send(conversation.pk, {"type": "chat.gone"})
             return redirect("chat:conversation_list")
         error = (
             "A reply is streaming in this conversation and it could not be stopped: the "

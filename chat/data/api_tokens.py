@@ -14,7 +14,7 @@ from datetime import timedelta
 from django.contrib.auth.models import User
 from django.utils import timezone
 
-from .models import ApiToken
+from chat.models import ApiToken
 
 TOKEN_PREFIX = "chat_"
 SHOWN_CHARS = 12

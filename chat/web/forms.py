@@ -7,7 +7,7 @@ from typing import Any
 from django import forms
 from django.conf import settings
 
-from .models import Conversation
+from chat.models import Conversation
 
 
 class ConversationSettingsForm(forms.ModelForm):

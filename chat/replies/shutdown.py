@@ -15,7 +15,7 @@ import logging
 import sys
 from typing import Any
 
-from .generation import REPLY_TASK_PREFIX
+from chat.replies.reply import REPLY_TASK_PREFIX
 
 logger = logging.getLogger(__name__)
 

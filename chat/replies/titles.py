@@ -13,7 +13,7 @@ import re
 
 from django.conf import settings
 
-from .providers import Provider, ProviderError
+from chat.providers import Provider, ProviderError
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,7 @@
 """Reply metrics for operators: an admin page, and /metrics in Prometheus text format.
 
-Both read `chat.metrics.compute_reply_metrics`, i.e. the database shared by every server process.
+Both read `chat.data.reply_metrics.compute_reply_metrics`, i.e. the database shared by every
+server process.
 The admin page is a sync view like the rest of the admin (`AdminSite.admin_view` wraps views in
 a sync permission check). /metrics is async; it answers a signed-in staff user, or a request
 bearing `Authorization: Bearer <settings.CHAT_METRICS_TOKEN>` (when that token is set), and
@@ -20,7 +21,7 @@ from django.template.loader import render_to_string
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from .metrics import ReplyMetrics, compute_reply_metrics
+from chat.data.reply_metrics import ReplyMetrics, compute_reply_metrics
 
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 

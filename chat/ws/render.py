@@ -11,9 +11,9 @@ import copy
 from django.conf import settings
 from django.template.loader import render_to_string
 
-from .commands import COMMANDS
-from .generation import ReplyEvent, ReplyFinished, TextBatch, TitleChanged, TurnStarted
-from .models import Conversation, Message
+from chat.models import Conversation, Message
+from chat.replies.reply import ReplyEvent, ReplyFinished, TextBatch, TitleChanged, TurnStarted
+from chat.replies.slash import COMMANDS
 
 FRAMES = "chat/frames.html"
 

@@ -21,11 +21,11 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 
-from . import selectors, services
-from .models import Message
+from chat.data import selectors, services
+from chat.models import Message
 
 if TYPE_CHECKING:
-    from .generation import Reply
+    from chat.replies.reply import Reply
 
 logger = logging.getLogger(__name__)
 
@@ -203,8 +203,10 @@ async def request_stop_all(user_id: int) -> list[StopResult]:
 
 async def _show_final(conversation_id: str, message: Message) -> None:
     """Show every open tab the final form of a reply closed without its owner."""
-    from . import fragments  # rendering stays out of this module's import-time graph
-    from .generation import ReplyFinished
+    from chat.replies.reply import ReplyFinished
+    from chat.ws import (
+        render as fragments,  # rendering stays out of this module's import-time graph
+    )
 
     html = fragments.for_event(ReplyFinished(message=message), for_owner=False)
     try:

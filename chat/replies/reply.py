@@ -25,10 +25,10 @@ from typing import Literal
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from . import context, selectors, services, titles
-from .models import Conversation, Message
-from .pricing import ConversationUsage
-from .providers import (
+from chat.data import selectors, services
+from chat.data.pricing import ConversationUsage
+from chat.models import Conversation, Message
+from chat.providers import (
     ChatTurn,
     Provider,
     ProviderError,
@@ -37,6 +37,7 @@ from .providers import (
     TextDelta,
     get_provider,
 )
+from chat.replies import context, titles
 
 logger = logging.getLogger(__name__)
 

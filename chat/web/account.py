@@ -8,7 +8,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
-from . import tokens
+from chat.data.api_tokens import token_create, token_revoke, tokens_of
 
 
 @never_cache  # the one response that shows a new token must not be kept by any cache
@@ -25,13 +25,13 @@ def api_tokens(request: HttpRequest) -> HttpResponse:
             error = "Give the token a name of 1 to 100 characters (what it is for)."
             status = 400
         else:
-            _row, new_token = tokens.token_create(user=request.user, name=name)  # type: ignore[arg-type]
+            _row, new_token = token_create(user=request.user, name=name)  # type: ignore[arg-type]
             name = ""
     return render(
         request,
         "chat/api_tokens.html",
         {
-            "tokens": tokens.tokens_of(user=request.user),  # type: ignore[arg-type]
+            "tokens": tokens_of(user=request.user),  # type: ignore[arg-type]
             "new_token": new_token,
             "name": name,
             "error": error,
@@ -44,5 +44,5 @@ def api_tokens(request: HttpRequest) -> HttpResponse:
 @require_POST
 def api_token_revoke(request: HttpRequest, token_id: int) -> HttpResponse:
     # Someone else's token id, or one already revoked, changes nothing either way.
-    tokens.token_revoke(user=request.user, token_id=token_id)  # type: ignore[arg-type]
+    token_revoke(user=request.user, token_id=token_id)  # type: ignore[arg-type]
     return redirect("chat:api_tokens")

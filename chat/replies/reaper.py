@@ -18,8 +18,8 @@ from typing import Any
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from . import services
-from .generation import REPLY_TASK_PREFIX
+from chat.data import services
+from chat.replies.reply import REPLY_TASK_PREFIX
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The streaming HTTP API for scripts: one more door to the same turns and the same stop.
 
-Authenticated by a per-user API token (`Authorization: Bearer chat_…`, chat/tokens.py); the
+Authenticated by a per-user API token (`Authorization: Bearer chat_…`, chat/api_tokens.py); the
 session cookie is not accepted here, so these views need no CSRF token. Every error is JSON,
 `{"error": {"type": …, "message": …}}`, with its status.
 
@@ -27,11 +27,12 @@ from django.http import HttpRequest, HttpResponseBase, JsonResponse, StreamingHt
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 
-from . import control, selectors, services, tokens
-from .forms import ConversationSettingsForm
-from .frames import FrameError, clean_message
-from .generation import Reply, ReplyEvent, ReplyFinished, TextBatch, TurnStarted, start_turn
-from .models import Conversation, Message
+from chat.data import api_tokens, selectors, services
+from chat.models import Conversation, Message
+from chat.replies import stops
+from chat.replies.reply import Reply, ReplyEvent, ReplyFinished, TextBatch, TurnStarted, start_turn
+from chat.web.forms import ConversationSettingsForm
+from chat.ws.protocol import FrameError, clean_message
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ def api_view(*methods: str) -> Callable[[ApiView], ApiView]:
                     "Send an API token: 'Authorization: Bearer <token>' (make one on your "
                     "API tokens page).",
                 )
-            user = await database_sync_to_async(tokens.user_for_token)(token.strip())
+            user = await database_sync_to_async(api_tokens.user_for_token)(token.strip())
             if user is None:
                 return error(401, "authentication_error", "That API token is not valid.")
             if request.method not in methods:
@@ -181,7 +182,7 @@ async def conversation_stop(
     found = await selectors.aconversation_for_user(conversation_id=conversation_id, user=user)
     if found is None:
         return _not_found()
-    result = await control.request_stop(found.pk)
+    result = await stops.request_stop(found.pk)
     if result.outcome == "unavailable":
         return error(503, "unavailable", result.text)
     return JsonResponse(
@@ -212,7 +213,7 @@ async def messages(request: HttpRequest, user: User, conversation_id: str) -> Ht
     async def sink(event: ReplyEvent) -> None:
         events.put_nowait(event)
 
-    inbox = await control.StopInbox.open()
+    inbox = await stops.StopInbox.open()
     try:
         reply = await start_turn(
             conversation=found, text=text, sink=sink, owner_channel=inbox.channel
@@ -242,7 +243,7 @@ async def messages(request: HttpRequest, user: User, conversation_id: str) -> Ht
 
 
 async def _event_stream(
-    reply: Reply, events: asyncio.Queue[ReplyEvent], inbox: control.StopInbox
+    reply: Reply, events: asyncio.Queue[ReplyEvent], inbox: stops.StopInbox
 ) -> AsyncIterator[bytes]:
     """The reply's events as SSE. Django cancels this when the caller disconnects."""
     try:

@@ -13,7 +13,7 @@ from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from .models import Conversation, Message
+from chat.models import Conversation, Message
 
 TITLE_WORDS = 8
 

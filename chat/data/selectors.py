@@ -9,9 +9,9 @@ from channels.db import database_sync_to_async
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Sum
 
-from .models import Conversation, Message
-from .pricing import ConversationUsage, ModelTotals, usage_from_totals
-from .providers import ChatTurn
+from chat.data.pricing import ConversationUsage, ModelTotals, usage_from_totals
+from chat.models import Conversation, Message
+from chat.providers import ChatTurn
 
 
 def conversation_for_user(
