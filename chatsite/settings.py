@@ -206,6 +206,12 @@ CHAT_BATCH_INTERVAL = float(os.environ.get("CHAT_BATCH_INTERVAL", "0.03"))
 CHAT_CHECKPOINT_INTERVAL = float(os.environ.get("CHAT_CHECKPOINT_INTERVAL", "2.0"))
 # Delay between words of the offline demo provider (about 40 tokens a second).
 CHAT_DEMO_TOKEN_DELAY = float(os.environ.get("CHAT_DEMO_TOKEN_DELAY", "0.025"))
+# A reply whose last page went away (closed, reloaded, network dropped) goes on this many seconds
+# for a page to come back to it; then it is stopped (interrupted / disconnect). 0: at once.
+CHAT_DISCONNECT_GRACE = float(os.environ.get("CHAT_DISCONNECT_GRACE", "10"))
+# A page on another process renews its watch of a reply this often; a watch not renewed for
+# three periods (its process died) no longer counts.
+CHAT_WATCH_RENEW = float(os.environ.get("CHAT_WATCH_RENEW", "2"))
 # How long a stop from elsewhere waits for the reply's owner to answer; silence means the
 # owner's process is gone and the reply is closed from its last checkpoint.
 CHAT_STOP_ANSWER_TIMEOUT = float(os.environ.get("CHAT_STOP_ANSWER_TIMEOUT", "2.0"))

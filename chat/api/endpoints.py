@@ -5,9 +5,10 @@ session cookie is not accepted here, so these views need no CSRF token. Every er
 `{"error": {"type": …, "message": …}}`, with its status.
 
 A reply is a `text/event-stream`: a `start` event, a `text` event per batch, an `end` event.
-It belongs to this request: when the caller hangs up, Django cancels the request and the reply
-is stopped at once (saved as interrupted / disconnect). Stops from elsewhere (the stop
-endpoints, a browser tab, another process) reach it through a `StopInbox`.
+The request holds its turn (chat/replies/turns.py): when the caller hangs up, Django cancels
+the request and the reply is stopped at once (saved as interrupted / disconnect). Stops from
+elsewhere (the stop endpoints, a browser tab, another process) reach the reply at its own
+address, as any reply's.
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ from django.views.decorators.csrf import csrf_exempt
 
 from chat.data import api_tokens, selectors, services
 from chat.models import Conversation, Message
-from chat.replies import stops
-from chat.replies.reply import Reply, ReplyEvent, ReplyFinished, TextBatch, TurnStarted, start_turn
+from chat.replies import turns
+from chat.replies.events import ReplyFinished, TextBatch, TurnStarted
 from chat.web.forms import ConversationSettingsForm
 from chat.ws.protocol import FrameError, clean_message
 
@@ -182,7 +183,7 @@ async def conversation_stop(
     found = await selectors.aconversation_for_user(conversation_id=conversation_id, user=user)
     if found is None:
         return _not_found()
-    result = await stops.request_stop(found.pk)
+    result = await turns.stop(found.pk)
     if result.outcome == "unavailable":
         return error(503, "unavailable", result.text)
     return JsonResponse(
@@ -208,47 +209,35 @@ async def messages(request: HttpRequest, user: User, conversation_id: str) -> Ht
         return error(400, "invalid_request_error", str(exc))
     if not text:
         return error(400, "invalid_request_error", 'Send {"message": "…"} with some text.')
-    events: asyncio.Queue[ReplyEvent] = asyncio.Queue()
-
-    async def sink(event: ReplyEvent) -> None:
-        events.put_nowait(event)
-
-    inbox = await stops.StopInbox.open()
     try:
-        reply = await start_turn(
-            conversation=found, text=text, sink=sink, owner_channel=inbox.channel
-        )
-    except services.ReplyAlreadyStreaming:
+        turn = await turns.start(conversation=found, text=text)
+    except turns.ReplyAlreadyStreaming as exc:
         return error(
             409,
             "conflict",
-            "A reply is already streaming in this conversation. Stop it first "
-            f"(POST {reverse('chat:api_conversation_stop', args=[found.pk])}).",
+            f"{exc} (POST {reverse('chat:api_conversation_stop', args=[found.pk])})",
         )
-    except services.LimitReached as exc:
+    except turns.LimitReached as exc:
         return error(429, "rate_limit_error", str(exc))
-    inbox.serve(reply)
+    except turns.TurnRefused as exc:
+        return error(409, "conflict", str(exc))
     # The reply never outlives its request: when the request ends in any way (the caller hung
     # up before the stream began, a server error), it is stopped. The stream below stops it
     # first in the usual cases; a second stop is a no-op.
     request_task = asyncio.current_task()
     if request_task is not None:
-        request_task.add_done_callback(lambda _: reply.stop(Message.StopReason.DISCONNECT))
-    response = StreamingHttpResponse(
-        _event_stream(reply, events, inbox), content_type="text/event-stream"
-    )
+        request_task.add_done_callback(lambda _: turn.hang_up())
+    response = StreamingHttpResponse(_event_stream(turn), content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # a proxy in front must not hold the batches back
     return response
 
 
-async def _event_stream(
-    reply: Reply, events: asyncio.Queue[ReplyEvent], inbox: stops.StopInbox
-) -> AsyncIterator[bytes]:
-    """The reply's events as SSE. Django cancels this when the caller disconnects."""
-    try:
-        while True:
-            event = await events.get()
+async def _event_stream(turn: turns.Turn) -> AsyncIterator[bytes]:
+    """The reply's events as SSE. Django cancels this when the caller disconnects, and leaving
+    the turn then stops the reply at once (saved as interrupted / disconnect)."""
+    async with turn:
+        async for event in turn:
             if isinstance(event, TurnStarted):
                 yield _sse(
                     "start",
@@ -276,13 +265,7 @@ async def _event_stream(
                     },
                 )
                 return
-            # TitleChanged comes after the end, if at all: the caller has gone by then.
-    finally:
-        inbox.close()
-        if not reply.done:
-            reply.stop(Message.StopReason.DISCONNECT)
-            await reply.wait()
-            logger.info("reply %s: the API caller disconnected; stopped", reply.message.pk)
+            # (A title comes after the end, if at all: the caller has gone by then.)
 
 
 def _sse(event: str, data: dict[str, Any]) -> bytes:

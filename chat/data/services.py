@@ -23,10 +23,6 @@ def estimate_tokens(chars: int) -> int:
     return (chars + 3) // 4
 
 
-class ReplyAlreadyStreaming(Exception):
-    """The conversation already has a streaming reply (the database refused a second one)."""
-
-
 def conversation_create(
     *, user: User, title: str = "", model: str = "", system_prompt: str = ""
 ) -> Conversation:
@@ -42,7 +38,20 @@ def _title_from(text: str) -> str:
 
 
 class TurnRefused(Exception):
-    """The conversation is not in a state for that action; the message is shown to the user."""
+    """A turn that cannot start; nothing was saved. Its message, shown by every door as it is,
+    says why and what to do."""
+
+
+class ReplyAlreadyStreaming(TurnRefused):
+    """The conversation already has a streaming reply (the database refused a second one)."""
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(
+            message
+            or "A reply is already streaming in this conversation (in another tab or a "
+            "script?). Press Stop & Send to stop it and send this, or stop it first (Stop, Esc "
+            "or /stop)."
+        )
 
 
 class LimitReached(TurnRefused):
@@ -94,7 +103,7 @@ def _touch(conversation: Conversation, **fields: object) -> None:
     Conversation.objects.filter(pk=conversation.pk).update(updated_at=timezone.now(), **fields)
 
 
-def turn_start(
+def turn_create(
     *,
     conversation: Conversation,
     text: str,

@@ -3,7 +3,10 @@
 Each server process runs `reap_once()` when it starts serving and then every
 CHAT_REAPER_INTERVAL seconds; `manage.py reap_orphans` runs it by hand. A reply is an orphan when
 its heartbeat (beaten at every checkpoint) is older than CHAT_ORPHAN_AFTER, so several processes
-reaping at once never touch each other's live replies.
+reaping at once never touch each other's live replies. The replies in this process's registry
+are never orphans, however late their heartbeat: a process under heavy load beats late, and
+closing its live replies would cut them off mid-stream (found by the benchmark at 500
+concurrent replies).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 
 from chat.data import services
-from chat.replies.reply import REPLY_TASK_PREFIX
+from chat.replies.registry import registry
 
 logger = logging.getLogger(__name__)
 
@@ -29,23 +32,10 @@ _tasks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[None]]
 )
 
 
-def _replies_alive_here() -> set[int]:
-    """Replies whose driver task runs in this process (found by task name, as in
-    chat/shutdown.py). They are never orphans, however late their heartbeat: a process under
-    heavy load beats late, and closing its live replies would cut them off mid-stream (found
-    by the benchmark at 500 concurrent replies)."""
-    alive = set()
-    for task in asyncio.all_tasks():
-        name = task.get_name()
-        if name.startswith(REPLY_TASK_PREFIX) and not task.done():
-            alive.add(int(name.removeprefix(REPLY_TASK_PREFIX)))
-    return alive
-
-
 async def reap_once(*, older_than: float | None = None) -> int:
     age = settings.CHAT_ORPHAN_AFTER if older_than is None else older_than
     closed = await database_sync_to_async(services.reap_orphans)(
-        older_than=timedelta(seconds=age), alive=_replies_alive_here()
+        older_than=timedelta(seconds=age), alive=registry.message_ids()
     )
     for message in closed:
         logger.warning(

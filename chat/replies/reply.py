@@ -1,15 +1,19 @@
-"""One assistant reply's life: history → provider stream → batches → the door's sink → saved.
+"""One assistant reply's life: history → provider stream → batches → its audience → saved.
 
-Every door (the WebSocket consumer today) starts a turn with `start_turn()` and gets a `Reply`
-back. The reply runs as two asyncio tasks owned by that door:
+A reply belongs to its process, not to the door that started it: `chat/replies/turns.py`
+creates it, the registry holds it while it streams, and its audience (chat/replies/audience.py)
+is whoever watches it, in any process. It runs as asyncio tasks of its own:
 
 - the *upstream* task iterates the provider's stream. Stopping cancels exactly this task; the
   CancelledError leaves the SDK's `async with`, which closes the HTTP stream to the provider;
-- the *driver* task coalesces text into batches (at most one per `batch_interval`), hands each
-  batch to the sink, checkpoints on a timer, and saves the outcome when the stream ends.
+- the *driver* task coalesces text into batches (at most one per `batch_interval`), publishes
+  each batch, checkpoints on a timer, and saves the outcome when the stream ends;
+- the *inbox* task reads the reply's own channel-layer address: stops and watchers from any
+  process arrive there;
+- the *guard* task stops the reply when nobody has watched it for the grace.
 
-The text saved for a stopped reply is exactly the text handed to the sink: a batch still
-pending when Stop arrives was never shown, so it is dropped, not saved.
+The text saved for a stopped reply is exactly the text published: a batch still pending when
+Stop arrives was never shown, so it is dropped, not saved.
 """
 
 from __future__ import annotations
@@ -18,95 +22,50 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Literal
+from collections.abc import Coroutine
+from typing import Any
 
 from channels.db import database_sync_to_async
 from django.conf import settings
 
 from chat.data import selectors, services
-from chat.data.pricing import ConversationUsage
-from chat.models import Conversation, Message
-from chat.providers import (
-    ChatTurn,
-    Provider,
-    ProviderError,
-    StreamEnd,
-    StreamStart,
-    TextDelta,
-    get_provider,
-)
-from chat.replies import context, titles
+from chat.models import Message
+from chat.providers import ChatTurn, Provider, ProviderError, StreamEnd, StreamStart, TextDelta
+from chat.replies import layer, titles
+from chat.replies.audience import Audience
+from chat.replies.events import ReplyFinished, StopAnswer, TextBatch, TitleChanged, TurnStarted
+from chat.replies.registry import registry
 
 logger = logging.getLogger(__name__)
 
 
-TurnKind = Literal["send", "regenerate", "edit", "continue"]
-
-
-@dataclass(frozen=True, slots=True)
-class TurnStarted:
-    user_message: Message | None
-    """The new (send) or edited (edit) user message; None when only the reply is new."""
-    assistant_message: Message
-    title: str = ""
-    """The conversation's title (set from the first message), for the page's heading."""
-    kind: TurnKind = "send"
-    removed: tuple[int, ...] = ()
-    """Messages the turn replaced (the old reply of a regenerate or an edit)."""
-    trimmed: int = 0
-    """The oldest turns left out of the request to fit the model's context window."""
-
-
-@dataclass(frozen=True, slots=True)
-class TextBatch:
-    message_id: int
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
-class ReplyFinished:
-    message: Message
-    usage: ConversationUsage | None = None
-    """The conversation's token usage and cost, counting this reply."""
-
-
-@dataclass(frozen=True, slots=True)
-class TitleChanged:
-    """The model named the conversation after its first exchange (chat/titles.py)."""
-
-    conversation_id: str
-    title: str
-
-
-ReplyEvent = TurnStarted | TextBatch | ReplyFinished | TitleChanged
-
-#: Each reply's driver task is named this plus the message id (chat/shutdown.py finds them).
-REPLY_TASK_PREFIX = "reply-driver-"
-Sink = Callable[[ReplyEvent], Awaitable[None]]
-
-
 class Reply:
-    """A streaming assistant reply. Create it with `start_turn()`."""
+    """A streaming assistant reply. Create it with `chat.replies.turns`."""
 
     def __init__(
         self,
         *,
-        message: Message,
+        started: TurnStarted,
+        channel: str,
         history: list[ChatTurn],
         system: str,
         provider: Provider,
-        sink: Sink,
         continues: bool = False,
         title_from: tuple[str, str] | None = None,
         refusal: str = "",
     ) -> None:
+        message = started.assistant_message
+        self.started = started
+        """How the turn began (shown to a page that opens mid-reply)."""
         self.message = message
+        self.message_id: int = message.pk
+        self.conversation_id = str(message.conversation_id)
+        self.channel = channel
+        """The reply's own channel-layer address (stored as the message's `owner_channel`)."""
+        self.audience = Audience(self)
         self._history = history
         self._system = system
         self._provider = provider
-        self._sink = sink
         self._batch_interval: float = settings.CHAT_BATCH_INTERVAL
         self._checkpoint_interval: float = settings.CHAT_CHECKPOINT_INTERVAL
 
@@ -118,15 +77,14 @@ class Reply:
             else (None, None, False)
         )
         # (automatic title, user text) when this turn named the conversation: a better title
-        # is asked of the model once the reply has ended (chat/titles.py).
+        # is asked of the model once the reply has ended (chat/replies/titles.py).
         self._title_from = title_from
-        self._title_task: asyncio.Task[None] | None = None
         # Set when the request cannot be made at all (it would not fit the context window):
         # the reply ends at once as an error with this reason, and the provider is not called.
         self._refusal = refusal
 
-        self._pending: list[str] = []  # received, not yet handed to the sink
-        self._sent: list[str] = [self.prefix] if self.prefix else []  # what the user saw
+        self._pending: list[str] = []  # received, not yet published
+        self._sent: list[str] = [self.prefix] if self.prefix else []  # what the pages were shown
         self._received_chars = 0
         self._wake = asyncio.Event()
         self._stop_reason: str | None = None
@@ -137,20 +95,30 @@ class Reply:
         self._first_token_at: float | None = None
         self._upstream: asyncio.Task[None] | None = None
         self._driver: asyncio.Task[Message] | None = None
+        self._inbox: asyncio.Task[None] | None = None
+        self._guard: asyncio.Task[None] | None = None
+        self._settler: asyncio.Task[None] | None = None
+        self._titling: asyncio.Task[None] | None = None
+        self._busy: set[asyncio.Task[Any]] = set()  # stop answers, snapshots for new watchers
+        self._closed = asyncio.Event()
 
-    # --- what a door calls --------------------------------------------------------------
+    # --- what doors call (through chat/replies/turns.py) ---------------------------------------
 
     def start(self) -> None:
-        self._upstream = asyncio.create_task(
-            self._read_upstream(), name=f"reply-{self.message.pk}-upstream"
-        )
-        self._driver = asyncio.create_task(
-            self._drive(), name=f"{REPLY_TASK_PREFIX}{self.message.pk}"
-        )
+        """Start streaming; the turn's start (already shown in this process) goes to the other
+        processes' pages first."""
+        self._upstream = asyncio.create_task(self._read_upstream())
+        self._driver = asyncio.create_task(self._drive())
+        self._inbox = asyncio.create_task(self._serve_inbox())
+        self._guard = asyncio.create_task(self.audience.guard())
 
     @property
     def done(self) -> bool:
         return self._driver is None or self._driver.done()
+
+    @property
+    def stop_reason(self) -> str | None:
+        return self._stop_reason
 
     def stop(self, reason: str) -> None:
         """Stop now: close the upstream stream at once; the driver then saves the partial.
@@ -170,7 +138,29 @@ class Reply:
         assert self._driver is not None, "start() first"
         return await asyncio.shield(self._driver)
 
-    # --- the two tasks --------------------------------------------------------------------
+    async def closed(self) -> None:
+        """Everything the reply does is over: saved, its title asked for, stops answered.
+        Cancelling this wait gives up on the title (the terminal's Ctrl+C after the reply)."""
+        await self._closed.wait()
+
+    def give_up_title(self) -> None:
+        if self._titling is not None:
+            self._titling.cancel()
+
+    def text_so_far(self) -> str:
+        """The text the pages have been shown."""
+        return "".join(self._sent)
+
+    def shown(self, text: str) -> None:
+        """A batch was handed to the audience (called by it, in order)."""
+        self._sent.append(text)
+
+    # --- the tasks --------------------------------------------------------------------------
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.create_task(coro)
+        self._busy.add(task)
+        task.add_done_callback(self._busy.discard)
 
     async def _read_upstream(self) -> None:
         if self._refusal:
@@ -198,14 +188,14 @@ class Reply:
         except ProviderError as exc:
             logger.warning(
                 "reply %s in conversation %s failed upstream: %s",
-                self.message.pk,
-                self.message.conversation_id,
+                self.message_id,
+                self.conversation_id,
                 exc,
             )
             self._error = str(exc)
         except Exception:
             logger.exception(
-                "reply %s in conversation %s crashed", self.message.pk, self.message.conversation_id
+                "reply %s in conversation %s crashed", self.message_id, self.conversation_id
             )
             self._error = "The reply failed because of a server error."
         finally:
@@ -214,24 +204,45 @@ class Reply:
     async def _drive(self) -> Message:
         assert self._upstream is not None
         try:
-            await self._pump(self._upstream)
-        except asyncio.CancelledError:
-            # The owner itself is going away (process shutdown): save what was seen, then go.
-            self.stop(Message.StopReason.DISCONNECT)
-            await self._finish()
-            raise
-        except Exception:
-            logger.exception("reply %s: delivering a batch failed", self.message.pk)
-            self._error = self._error or "The reply could not be delivered."
-            self._upstream.cancel()
-        message = await self._finish()
-        if self._title_from is not None and message.content:
-            self._title_task = asyncio.create_task(
-                self._retitle(message, *self._title_from), name=f"reply-title-{message.pk}"
-            )
+            try:
+                await self.audience.announce_elsewhere(self.started)
+                await self._pump(self._upstream)
+            except asyncio.CancelledError:
+                # The process is going away (chat/replies/shutdown.py): save what was seen.
+                self.stop(Message.StopReason.DISCONNECT)
+                await self._finish()
+                raise
+            except Exception:
+                logger.exception("reply %s: publishing a batch failed", self.message_id)
+                self._error = self._error or "The reply could not be delivered."
+                self._upstream.cancel()
+            message = await self._finish()
+        finally:
+            self._settler = asyncio.create_task(self._settle())
         return message
 
+    async def _settle(self) -> None:
+        """After the save: name the conversation, let pending answers go out, then close."""
+        try:
+            if self._title_from is not None and self.message.content:
+                self._titling = asyncio.create_task(self._retitle(self.message, *self._title_from))
+                await asyncio.wait([self._titling])  # (a title given up on is no error)
+        finally:
+            while self._busy:
+                await asyncio.wait(list(self._busy))
+            for task in (self._inbox, self._guard):
+                if task is not None:
+                    task.cancel()
+            self.audience.close()
+            self._closed.set()
+
     async def _retitle(self, message: Message, auto_title: str, user_text: str) -> None:
+        try:
+            await self._name_conversation(message, auto_title, user_text)
+        except Exception:
+            logger.exception("reply %s: naming the conversation failed", self.message_id)
+
+    async def _name_conversation(self, message: Message, auto_title: str, user_text: str) -> None:
         title = await titles.suggest(self._provider, user_text=user_text, reply=message.content)
         if not title or title == auto_title:
             return
@@ -239,12 +250,7 @@ class Reply:
             conversation_id=message.conversation_id, old=auto_title, new=title
         )
         if renamed:
-            try:
-                await self._sink(TitleChanged(str(message.conversation_id), title))
-            except Exception:
-                logger.debug(
-                    "conversation %s: the new title could not be shown", message.conversation_id
-                )
+            await self.audience.publish(TitleChanged(self.conversation_id, title))
 
     async def _pump(self, upstream: asyncio.Task[None]) -> None:
         last_checkpoint = time.monotonic()
@@ -260,22 +266,21 @@ class Reply:
             if self._pending:
                 text = "".join(self._pending)
                 self._pending.clear()
-                self._sent.append(text)
-                await self._sink(TextBatch(message_id=self.message.pk, text=text))
+                await self.audience.publish(TextBatch(message_id=self.message_id, text=text))
             if upstream.done() and not self._pending:
                 # (Text that arrived while the last batch was being delivered goes out first.)
                 return
             if time.monotonic() - last_checkpoint >= self._checkpoint_interval:
                 last_checkpoint = time.monotonic()
                 still_ours = await database_sync_to_async(services.message_checkpoint)(
-                    message_id=self.message.pk, content="".join(self._sent)
+                    message_id=self.message_id, content=self.text_so_far()
                 )
                 if not still_ours:
                     # Closed elsewhere (a stop that could not reach us, or the reaper): that
                     # outcome stands in the database, so stop spending tokens on it now.
                     logger.warning(
                         "reply %s was closed elsewhere while streaming; stopping it",
-                        self.message.pk,
+                        self.message_id,
                     )
                     self.stop(Message.StopReason.SERVER_RESTART)
                     return
@@ -286,7 +291,7 @@ class Reply:
         assert self._upstream is not None
         if not self._upstream.done():
             await asyncio.wait([self._upstream])
-        content = "".join(self._sent)
+        content = self.text_so_far()
         ttft = (
             round((self._first_token_at - self._started) * 1000)
             if self._first_token_at is not None
@@ -316,10 +321,17 @@ class Reply:
             "tokens_estimated": tokens_estimated or base_estimated,
             "time_to_first_token_ms": ttft,
         }
-        # Shielded: a second cancellation must not lose the save.
-        message = await asyncio.shield(
-            database_sync_to_async(services.message_finalize)(message_id=self.message.pk, **fields)
-        )
+        try:
+            # Shielded: a second cancellation must not lose the save.
+            message = await asyncio.shield(
+                database_sync_to_async(services.message_finalize)(
+                    message_id=self.message_id, **fields
+                )
+            )
+        finally:
+            # From here on a new turn may start in this conversation.
+            registry.remove(self)
+        self.message = message
         logger.info(
             "reply %s in conversation %s ended: %s (%s), %d chars",
             message.pk,
@@ -335,133 +347,58 @@ class Reply:
             if message.conversation_id is not None
             else None
         )
-        try:
-            await self._sink(ReplyFinished(message=message, usage=usage))
-        except Exception:
-            # The door is gone (socket closed); the outcome is saved, which is what matters.
-            logger.debug("reply %s: the final frame could not be delivered", message.pk)
+        await self.audience.publish(ReplyFinished(message=message, usage=usage))
         return message
+
+    # --- the reply's own address --------------------------------------------------------------
+
+    async def _serve_inbox(self) -> None:
+        """Stops and watchers from any process. Each is handled in a task of its own, so that
+        nothing waits behind another; a stop's answer is sent after its partial is saved."""
+        delay = 0.1
+        while True:
+            try:
+                event = await layer.receive(self.channel)
+            except layer.LayerUnavailable as exc:
+                # Redis is down: stops from elsewhere wait for it (the page's own Stop, a closed
+                # connection and the reply's own checkpoint still work).
+                logger.warning("reply %s: its address is unreachable (%s)", self.message_id, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            delay = 0.1
+            kind = event.get("type")
+            if kind == "chat.stop":
+                self._spawn(self.answer_stop(event))
+            elif kind == "reply.watch":
+                self._spawn(self.audience.watch_remote(event["watcher"]))
+            elif kind == "reply.unwatch":
+                self.audience.unwatch_remote(event["watcher"])
+
+    async def answer_stop(self, event: dict[str, Any]) -> None:
+        """Answer a `chat.stop` sent by `stops.request_stop`: stop this reply if it is the one
+        named and still streaming (its partial saved first), then say what happened."""
+        answer: StopAnswer
+        if not self.done and event["message_id"] == self.message_id:
+            self.stop(event.get("reason") or Message.StopReason.USER_STOP)
+            message = await self.wait()
+            answer = {
+                "type": "stop.answer",
+                "message_id": self.message_id,
+                "outcome": "stopped",
+                "chars": len(message.content),
+            }
+        else:
+            answer = {
+                "type": "stop.answer",
+                "message_id": event["message_id"],
+                "outcome": "finished",
+                "chars": None,
+            }
+        with contextlib.suppress(layer.LayerUnavailable):
+            await layer.send(event["reply_channel"], answer)
 
 
 def _plus(a: int | None, b: int | None) -> int | None:
     """Two token counts added, where either may be unknown."""
     return None if a is None and b is None else (a or 0) + (b or 0)
-
-
-@dataclass(frozen=True, slots=True)
-class _Begun:
-    started: TurnStarted
-    history: list[ChatTurn]
-    title_from: tuple[str, str] | None
-    refusal: str = ""
-
-
-def _begin_turn(
-    conversation: Conversation, kind: TurnKind, text: str, owner_channel: str
-) -> _Begun:
-    # The socket's copy may predate a change of model, system prompt or title: read them now.
-    conversation.refresh_from_db(fields=["model", "system_prompt", "title"])
-    had_title = bool(conversation.title)
-    # The offline demo answers whatever model is chosen; its replies say so (and cost nothing).
-    demo = settings.CHAT_PROVIDER == "demo"
-    model = "demo" if demo else conversation.model or settings.CHAT_MODEL
-    max_tokens = settings.CHAT_MAX_TOKENS
-    user_message: Message | None = None
-    removed: list[int] = []
-    if kind == "send":
-        user_message, assistant_message = services.turn_start(
-            conversation=conversation,
-            text=text,
-            model=model,
-            max_tokens=max_tokens,
-            owner_channel=owner_channel,
-        )
-    elif kind == "continue":
-        assistant_message = services.turn_continue(
-            conversation=conversation, max_tokens=max_tokens, owner_channel=owner_channel
-        )
-    elif kind == "edit":
-        user_message, removed, assistant_message = services.turn_edit(
-            conversation=conversation,
-            text=text,
-            model=model,
-            max_tokens=max_tokens,
-            owner_channel=owner_channel,
-        )
-    else:  # regenerate: the user message is unchanged, so the page keeps its bubble
-        _, removed, assistant_message = services.turn_regenerate(
-            conversation=conversation,
-            model=model,
-            max_tokens=max_tokens,
-            owner_channel=owner_channel,
-        )
-    history = selectors.history_for_model(
-        conversation=conversation, before_message_id=assistant_message.pk
-    )
-    if kind == "continue" and assistant_message.content:
-        # The model picks up where its reply was cut off: the partial is the start of its turn.
-        if history and history[-1].role == "assistant":
-            joined = f"{history[-1].content}\n\n{assistant_message.content}"
-            history[-1] = ChatTurn(role="assistant", content=joined)
-        else:
-            history.append(ChatTurn(role="assistant", content=assistant_message.content))
-    refusal = ""
-    try:
-        fitted = context.fit_history(
-            history,
-            context_tokens=settings.CHAT_CONTEXT_TOKENS,
-            max_tokens=max_tokens,
-            system=conversation.system_prompt,
-        )
-        history, trimmed = fitted.turns, fitted.dropped
-    except context.ContextTooSmall as exc:
-        history, trimmed, refusal = [], 0, str(exc)
-    if trimmed:
-        logger.info(
-            "conversation %s: %d oldest turns left out to fit the context window",
-            conversation.pk,
-            trimmed,
-        )
-    started = TurnStarted(
-        user_message=user_message,
-        assistant_message=assistant_message,
-        title=str(conversation),
-        kind=kind,
-        removed=tuple(removed),
-        trimmed=trimmed,
-    )
-    title_from = (conversation.title, text) if kind == "send" and not had_title else None
-    return _Begun(started=started, history=history, title_from=title_from, refusal=refusal)
-
-
-async def start_turn(
-    *,
-    conversation: Conversation,
-    text: str,
-    sink: Sink,
-    owner_channel: str = "",
-    kind: TurnKind = "send",
-) -> Reply:
-    """Start a reply: to a new user message (send), to the last one again (regenerate), to
-    the last one edited to `text` (edit), or from where the last reply was cut off (continue).
-
-    The turn is saved, announced to the sink, and its reply started. `owner_channel` is the
-    channel-layer address where the door answers `chat.stop` events (see chat/control.py).
-    Raises services.ReplyAlreadyStreaming if a reply is already streaming and
-    services.TurnRefused if the conversation has nothing to regenerate, edit or continue;
-    either way nothing is saved.
-    """
-    begun = await database_sync_to_async(_begin_turn)(conversation, kind, text, owner_channel)
-    await sink(begun.started)
-    reply = Reply(
-        message=begun.started.assistant_message,
-        history=begun.history,
-        system=conversation.system_prompt,
-        provider=get_provider(),
-        sink=sink,
-        continues=kind == "continue",
-        title_from=begun.title_from,
-        refusal=begun.refusal,
-    )
-    reply.start()
-    return reply

@@ -3,9 +3,8 @@
 Daphne cancels every application instance on shutdown, but waits for them with a plain
 `asyncio.gather`, which finishes as soon as the first one is cancelled: the process may exit
 before a consumer has saved its reply. So the process also registers a shutdown trigger of its
-own with Twisted's reactor that cancels every reply driver task (each saves its partial as
-`interrupted` / `disconnect` when cancelled, see chat/generation.py) and keeps the reactor
-waiting until they are saved. The replies are found by their task names: no registry.
+own with Twisted's reactor that stops every reply in this process's registry (each saves its
+partial as `interrupted` / `disconnect`) and keeps the reactor waiting until they are saved.
 """
 
 from __future__ import annotations
@@ -15,24 +14,21 @@ import logging
 import sys
 from typing import Any
 
-from chat.replies.reply import REPLY_TASK_PREFIX
+from chat.models import Message
+from chat.replies.registry import registry
 
 logger = logging.getLogger(__name__)
 
 
 async def save_streaming_replies() -> int:
     """Stop every reply this process is streaming and wait until each is saved."""
-    drivers = [
-        task
-        for task in asyncio.all_tasks()
-        if task.get_name().startswith(REPLY_TASK_PREFIX) and not task.done()
-    ]
-    for task in drivers:
-        task.cancel()
-    await asyncio.gather(*drivers, return_exceptions=True)
-    if drivers:
-        logger.warning("shutting down: saved %d streaming replies as interrupted", len(drivers))
-    return len(drivers)
+    replies = [reply for reply in registry.replies() if not reply.done]
+    for reply in replies:
+        reply.stop(Message.StopReason.DISCONNECT)
+    await asyncio.gather(*(reply.wait() for reply in replies), return_exceptions=True)
+    if replies:
+        logger.warning("shutting down: saved %d streaming replies as interrupted", len(replies))
+    return len(replies)
 
 
 def install() -> None:

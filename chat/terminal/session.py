@@ -2,8 +2,8 @@
 
 The prompt is read synchronously in the main thread; each turn runs on a long-lived
 `asyncio.Runner` (one loop for the whole session, so the provider's cached client and the
-channel layer's connections stay on it). The reply is the web's own: `start_turn()` with this
-module's sink, which prints every batch as it arrives, so the text saved for a stopped reply is
+channel layer's connections stay on it). The turn is the web's own (`turns.start`, held by
+this door), and every batch is printed as it arrives, so the text saved for a stopped reply is
 exactly the text printed.
 
 Ctrl+C: while a turn runs, SIGINT is the loop's (`loop.add_signal_handler`, installed before
@@ -11,7 +11,7 @@ Ctrl+C: while a turn runs, SIGINT is the loop's (`loop.add_signal_handler`, inst
 the upstream task is cancelled, which closes the HTTP stream, and the partial is saved. Between
 turns SIGINT is Python's default again, so Ctrl+C at the prompt raises KeyboardInterrupt.
 Stops from elsewhere (a browser's Stop, the HTTP stop endpoint, another process) reach the
-reply through a `StopInbox`, like a socket's.
+reply at its own address, as any reply's.
 """
 
 from __future__ import annotations
@@ -24,23 +24,13 @@ import uuid
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
-from django.conf import settings
 from django.core.management.base import OutputWrapper
 from django.core.management.color import Style
 
 from chat.data.pricing import ConversationUsage
-from chat.data.services import ReplyAlreadyStreaming, TurnRefused
 from chat.models import INTERRUPTED_MARKER, Conversation, Message
-from chat.replies import stops
-from chat.replies.reply import (
-    Reply,
-    ReplyEvent,
-    ReplyFinished,
-    TextBatch,
-    TitleChanged,
-    TurnStarted,
-    start_turn,
-)
+from chat.replies import turns
+from chat.replies.events import ReplyEvent, ReplyFinished, TextBatch, TitleChanged, TurnStarted
 
 try:
     import termios
@@ -52,8 +42,6 @@ T = TypeVar("T")
 YOU = "you> "
 ASSISTANT = "claude> "
 
-#: The tasks of a reply (chat/generation.py and chat/stops.py name theirs "reply-…").
-REPLY_TASK_PREFIX = "reply-"
 
 #: How each way a reply can be interrupted is told, after "[Interrupted] ".
 _INTERRUPTED_HOW: dict[str, str] = {
@@ -103,92 +91,48 @@ def format_interrupted(message: Message, *, by_ctrl_c: bool) -> str:
 
 
 class Turn:
-    """One message and its reply, printed as it streams. Its `__call__` is the reply's sink."""
+    """One message and its reply, printed as it streams."""
 
     def __init__(self, *, conversation: Conversation, text: str, console: Console) -> None:
         self.conversation = conversation
         self.text = text
         self.console = console
-        self.reply: Reply | None = None
+        self.turn: turns.Turn | None = None
         self.ctrl_c = False
         """Ctrl+C was pressed during this turn."""
         self._shown_newline = True
         """The text printed so far ends a line."""
-        self._leftovers: set[asyncio.Task[Any]] = set()
 
     def interrupt(self) -> None:
-        """Ctrl+C (a signal handler on the loop): stop the reply; safe to call again."""
+        """Ctrl+C (a signal handler on the loop): stop the reply; safe to call again. After
+        the reply, it gives up waiting for the conversation's new title."""
         self.ctrl_c = True
-        if self.reply is not None:
-            self.reply.stop(Message.StopReason.USER_STOP)
-        # After the reply: do not wait for its new title.
-        for task in self._leftovers:
-            task.cancel()
+        if self.turn is not None:
+            self.turn.stop(Message.StopReason.USER_STOP)
+            self.turn.reply.give_up_title()
 
     async def run(self) -> Message | None:
-        """Send the message and print the reply; the saved reply, or None if it was refused."""
-        inbox = await stops.StopInbox.open()
-        try:
-            try:
-                self.reply = await start_turn(
-                    conversation=self.conversation,
-                    text=self.text,
-                    sink=self,
-                    owner_channel=inbox.channel,
-                    kind="send",
-                )
-            except ReplyAlreadyStreaming:
-                self.console.line(
-                    "A reply is already streaming in this conversation (in a browser tab?). "
-                    "Type /stop to stop it, then send again; your message was not sent.",
-                    self.console.style.ERROR,
-                )
-                return None
-            except TurnRefused as exc:
-                self.console.line(f"{exc} Your message was not sent.", self.console.style.ERROR)
-                return None
-            if self.ctrl_c:  # pressed while the turn was being saved: stop as soon as it exists
-                self.reply.stop(Message.StopReason.USER_STOP)
-            inbox.serve(self.reply)
-            message = await self.reply.wait()
-            await self._settle(message, inbox)
-        finally:
-            inbox.close()
-        return message
+        """Send the message and print the reply; the saved reply, or None if it was refused.
 
-    async def _settle(self, message: Message, inbox: stops.StopInbox) -> None:
-        """Let the reply's own tasks end before the prompt comes back: the loop does not run
-        while the prompt waits, and a title printed in the middle of the next reply would
-        garble it. Ctrl+C now gives up on them.
-
-        A stop from elsewhere is answered by the inbox once the partial is saved, which is
-        when `wait()` returns here too. The answer must go out before the prompt comes back
-        (the loop does not run while the prompt waits, and the other side would be told the
-        reply "had already finished"), so the inbox is left to end by itself (it stops
-        serving once the reply is done) and waited for with the rest. Otherwise it is only
-        listening, and is closed at once.
+        The prompt comes back only once the reply has nothing more to say (its title, and the
+        answer to a stop from elsewhere, included): the loop does not run while the prompt
+        waits.
         """
-        stopped_elsewhere = (
-            message.status == Message.Status.INTERRUPTED
-            and message.stop_reason != Message.StopReason.SERVER_RESTART
-            and not self.ctrl_c
-        )
-        if not stopped_elsewhere:
-            inbox.close()
-        current = asyncio.current_task()
-        self._leftovers = {
-            task
-            for task in asyncio.all_tasks()
-            if task is not current and task.get_name().startswith(REPLY_TASK_PREFIX)
-        }
-        if not self._leftovers:
-            return
-        limit = max(settings.CHAT_TITLE_TIMEOUT, settings.CHAT_STOP_ANSWER_TIMEOUT) + 1
-        _, pending = await asyncio.wait(self._leftovers, timeout=limit)
-        for task in pending:
-            task.cancel()
+        try:
+            async with turns.start(
+                conversation=self.conversation, text=self.text, kind="send"
+            ) as turn:
+                self.turn = turn
+                if self.ctrl_c:  # pressed while the turn was being saved: stop it now
+                    turn.stop(Message.StopReason.USER_STOP)
+                async for event in turn:
+                    self.show(event)
+                return await turn.reply.wait()
+        except turns.TurnRefused as exc:
+            self.console.line(f"{exc} Your message was not sent.", self.console.style.ERROR)
+            return None
 
-    async def __call__(self, event: ReplyEvent) -> None:
+    def show(self, event: ReplyEvent) -> None:
         if isinstance(event, TurnStarted):
             if event.trimmed:
                 self.console.line(
@@ -238,17 +182,17 @@ class TerminalChat:
         turn = Turn(conversation=conversation, text=text, console=self.console)
         return self._run(turn.run(), on_ctrl_c=turn.interrupt)
 
-    def stop_elsewhere(self, *, conversation_id: uuid.UUID | str) -> stops.StopResult | None:
+    def stop_elsewhere(self, *, conversation_id: uuid.UUID | str) -> turns.StopResult | None:
         """/stop: stop the conversation's reply streaming elsewhere, and say what happened.
         None if Ctrl+C gave up waiting for the answer."""
         holder: list[asyncio.Task[Any]] = []
 
-        async def stop() -> stops.StopResult | None:
+        async def stop() -> turns.StopResult | None:
             task = asyncio.current_task()
             assert task is not None
             holder.append(task)
             try:
-                return await stops.request_stop(conversation_id)
+                return await turns.stop(conversation_id)
             except asyncio.CancelledError:
                 return None
 

@@ -19,7 +19,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from chat.data import selectors, services
-from chat.replies import stops
+from chat.replies import layer, turns
 from chat.web.pages import _owned_or_404, _provider_context
 
 SIDEBAR_LIMIT = 50
@@ -112,13 +112,13 @@ async def conversation_delete(request: HttpRequest, conversation_id: str) -> Htt
     if request.method == "POST":
         # Stopped first, so that its owner is not left streaming (and billing) into a reply
         # that no longer exists.
-        stop = await stops.request_stop(conversation.pk)
+        stop = await turns.stop(conversation.pk)
         if stop.outcome != "unavailable":
             await database_sync_to_async(services.conversation_delete)(
                 conversation_id=conversation.pk
             )
-            with contextlib.suppress(stops.LayerUnavailable):
-                await stops.group_send(conversation.pk, {"type": "chat.gone"})
+            with contextlib.suppress(layer.LayerUnavailable):
+                await layer.group_send(conversation.pk, {"type": "chat.gone"})
             return redirect("chat:conversation_list")
         error = (
             "A reply is streaming in this conversation and it could not be stopped: the "

@@ -12,7 +12,7 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET, require_POST
 
 from chat.data import selectors
-from chat.replies import stops
+from chat.replies import turns
 
 
 def _wants_json(request: HttpRequest) -> bool:
@@ -28,7 +28,7 @@ async def conversation_stop(request: HttpRequest, conversation_id: str) -> HttpR
     )
     if conversation is None:
         raise Http404("No such conversation.")
-    result = await stops.request_stop(conversation.pk)
+    result = await turns.stop(conversation.pk)
     status = 503 if result.outcome == "unavailable" else 200
     if _wants_json(request):
         return JsonResponse(
@@ -52,7 +52,7 @@ async def conversation_stop(request: HttpRequest, conversation_id: str) -> HttpR
 async def conversation_stop_all(request: HttpRequest) -> HttpResponse:
     user = await request.auser()
     assert user.pk is not None
-    results = await stops.request_stop_all(user.pk)
+    results = await turns.stop_all(user.pk)
     stopped = sum(r.outcome in {"stopped", "orphan"} for r in results)
     failed = sum(r.outcome == "unavailable" for r in results)
     text = f"Stopped {stopped} repl{'y' if stopped == 1 else 'ies'}."

@@ -12,7 +12,14 @@ from django.conf import settings
 from django.template.loader import render_to_string
 
 from chat.models import Conversation, Message
-from chat.replies.reply import ReplyEvent, ReplyFinished, TextBatch, TitleChanged, TurnStarted
+from chat.replies.events import (
+    ReplyEvent,
+    ReplyFinished,
+    Snapshot,
+    TextBatch,
+    TitleChanged,
+    TurnStarted,
+)
 from chat.replies.slash import COMMANDS
 
 FRAMES = "chat/frames.html"
@@ -23,6 +30,8 @@ def for_event(event: ReplyEvent, *, for_owner: bool = True) -> str:
     does not empty their composer (they may hold a draft of their own)."""
     if isinstance(event, TitleChanged):
         return render_to_string(f"{FRAMES}#title_changed", {"title": event.title})
+    if isinstance(event, Snapshot):
+        return snapshot(event.message, event.text)
     if isinstance(event, TextBatch):
         return render_to_string(
             f"{FRAMES}#text_batch", {"message_id": event.message_id, "text": event.text}
