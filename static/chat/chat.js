@@ -126,9 +126,108 @@
     }
   });
 
-  // Frames replace the composer's textarea (emptied once a message is accepted) and append to
-  // the message list: keep the focus in the composer and follow the reply unless the user
-  // has scrolled up to read.
+  // A sent message leaves the composer when the server accepts its turn, not on Enter, so a
+  // refused one stays in the box. The turn-started frame names the text it accepted
+  // (<template id="composer-input" hx-swap-oob="none" data-sent="…">, templates/chat/frames.html;
+  // only the sending tab gets it) and exactly that text is taken out: what was typed after
+  // Enter stays, caret included. Each send is remembered with where its text sits in the box,
+  // kept up to date as the user types around it; an edit inside it means the user is
+  // reworking it, and then it is left alone. A frame that swaps the box (a composer command's)
+  // forgets them all.
+  var pending = [];      // oldest first: {message (as sent), text (left in the box), start, broken}
+  var tracked = null;    // the textarea `pending` refers to
+  var lastValue = "";
+  function composer() {
+    var input = byId("composer-input");
+    if (input !== tracked) { tracked = input; pending = []; lastValue = input ? input.value : ""; }
+    return input;
+  }
+  // What the server makes of a message (Python's str.strip(), chat/ws/protocol.py): it is the
+  // text the frame names.
+  var PY_STRIP = /^[\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+|[\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+$/g;
+  function pyStrip(text) { return text.replace(PY_STRIP, ""); }
+
+  document.addEventListener("htmx:wsConfigSend", function (event) {
+    var input = composer();
+    var params = event.detail && event.detail.parameters;
+    if (!input || !event.target || event.target.id !== "send-button" || !params) { return; }
+    var message = params.message;
+    if (typeof message !== "string" || pyStrip(message) === "") { return; }
+    lastValue = input.value;
+    pending.push({ message: message, text: input.value, start: 0, broken: false });
+    if (pending.length > 20) { pending.shift(); }
+  });
+
+  // The edit that made `after` of `before`: `removed` characters at `at` replaced by `added`.
+  // Where the text alone is ambiguous (an "a" typed next to an "a"), the caret, which ends up
+  // after what was typed, says where the edit was.
+  function editBetween(before, after, caret) {
+    var max = Math.min(before.length, after.length);
+    var head = 0;
+    while (head < max && before[head] === after[head]) { head++; }
+    var tail = 0;
+    while (tail < max - head && before[before.length - 1 - tail] === after[after.length - 1 - tail]) { tail++; }
+    var added = after.length - tail - head;
+    var removed = before.length - tail - head;
+    var at = caret - added;
+    if (!(at >= 0 && at < head && before.slice(0, at) === after.slice(0, at) &&
+          before.slice(at + removed) === after.slice(at + added))) { at = head; }
+    return { at: at, removed: removed, added: added };
+  }
+  document.addEventListener("input", function (event) {
+    var input = composer();
+    if (!input || event.target !== input) { return; }
+    var before = lastValue;
+    lastValue = input.value;
+    if (!pending.length || before === input.value) { return; }
+    var edit = editBetween(before, input.value, input.selectionEnd);
+    pending.forEach(function (entry) {
+      if (entry.broken) { return; }
+      if (edit.at + edit.removed <= entry.start) {  // before it (typing at its start counts)
+        entry.start += edit.added - edit.removed;
+      } else if (edit.at < entry.start + entry.text.length) {
+        entry.broken = true;  // typed or deleted inside the sent text
+      }  // else after it (typing at its end counts)
+    });
+  });
+
+  function acceptSent(message) {
+    var input = composer();
+    var found = -1;
+    for (var i = 0; i < pending.length && found < 0; i++) {
+      if (pyStrip(pending[i].message) === message) { found = i; }
+    }
+    if (!input || found < 0) { return; }
+    var entry = pending[found];
+    pending = pending.slice(found + 1);  // older sends were refused: the socket answers in order
+    var start = entry.start;
+    var end = start + entry.text.length;
+    if (entry.broken || input.value.slice(start, end) !== entry.text) { return; }
+    input.setRangeText("", start, end, "preserve");  // the caret keeps its place in the rest
+    lastValue = input.value;
+    // A later send still waiting may hold this text too (Enter pressed twice): keep the rest.
+    pending = pending.filter(function (other) {
+      if (other.broken) { return true; }
+      var from = Math.min(Math.max(start - other.start, 0), other.text.length);
+      var to = Math.min(Math.max(end - other.start, 0), other.text.length);
+      other.text = other.text.slice(0, from) + other.text.slice(to);
+      other.start -= Math.min(end, other.start) - Math.min(start, other.start);
+      return other.text !== "";
+    });
+    input.dispatchEvent(new Event("input", { bubbles: true }));  // for whatever follows the box
+  }
+  document.addEventListener("htmx:oobBeforeSwap", function (event) {
+    var detail = event.detail || {};
+    var signal = detail.fragment;
+    if (!detail.target || detail.target.id !== "composer-input" || !signal ||
+        !signal.hasAttribute || !signal.hasAttribute("data-sent")) { return; }
+    detail.shouldSwap = false;
+    acceptSent(signal.getAttribute("data-sent"));
+  });
+
+  // Frames append to the message list and may replace the composer's textarea (a command
+  // empties it): keep the focus in the composer and follow the reply unless the user has
+  // scrolled up to read.
   var hadFocus = false;
   var nearBottom = true;
   document.addEventListener("htmx:wsBeforeMessage", function () {
