@@ -32,8 +32,8 @@ from chat.data import api_tokens, selectors, services
 from chat.models import Conversation, Message
 from chat.replies import turns
 from chat.replies.events import ReplyFinished, TextBatch, TurnStarted
+from chat.replies.inputs import InvalidMessage, clean_message
 from chat.web.forms import ConversationSettingsForm
-from chat.ws.protocol import FrameError, clean_message
 
 logger = logging.getLogger(__name__)
 
@@ -79,19 +79,19 @@ def api_view(*methods: str) -> Callable[[ApiView], ApiView]:
 
 
 def _json_body(request: HttpRequest) -> dict[str, Any]:
-    """The request's JSON object (an empty body is an empty object); FrameError if it is not."""
+    """The request's JSON object (an empty body is an empty object); InvalidMessage if it is not."""
     try:
         body = request.body
     except RequestDataTooBig:
-        raise FrameError("The request body is too large.") from None
+        raise InvalidMessage("The request body is too large.") from None
     if not body.strip():
         return {}
     try:
         data = json.loads(body)
     except (ValueError, RecursionError):
-        raise FrameError("The body must be JSON.") from None
+        raise InvalidMessage("The body must be JSON.") from None
     if not isinstance(data, dict):
-        raise FrameError("The body must be a JSON object.")
+        raise InvalidMessage("The body must be a JSON object.")
     return data
 
 
@@ -143,7 +143,7 @@ async def conversations(request: HttpRequest, user: User) -> HttpResponseBase:
         return JsonResponse({"conversations": listed})
     try:
         data = _json_body(request)
-    except FrameError as exc:
+    except InvalidMessage as exc:
         return error(400, "invalid_request_error", str(exc))
     title = data.get("title", "")
     if not isinstance(title, str) or len(title) > 200:
@@ -205,7 +205,7 @@ async def messages(request: HttpRequest, user: User, conversation_id: str) -> Ht
     try:
         data = _json_body(request)
         text = clean_message(data.get("message", ""), max_chars=settings.CHAT_MAX_MESSAGE_CHARS)
-    except FrameError as exc:
+    except InvalidMessage as exc:
         return error(400, "invalid_request_error", str(exc))
     if not text:
         return error(400, "invalid_request_error", 'Send {"message": "…"} with some text.')

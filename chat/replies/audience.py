@@ -37,6 +37,7 @@ from chat.replies.events import (
     TurnStarted,
 )
 from chat.replies.registry import ORIGIN, Watcher, registry
+from chat.ws import render
 
 if TYPE_CHECKING:
     from chat.replies.reply import Reply
@@ -203,8 +204,6 @@ class Audience:
             logger.warning("reply %s: could not reach a watching page", self._reply.message_id)
 
     def _fragment(self, event: ReplyEvent, part: str) -> FragmentEvent:
-        from chat.ws import render  # the page's HTML; kept out of this module's import graph
-
         return {
             "type": "chat.fragment",
             "html": render.for_event(event, for_owner=False),

@@ -22,6 +22,7 @@ from chat.models import Message
 from chat.replies import layer
 from chat.replies.events import FragmentEvent, ReplyFinished, StopEvent
 from chat.replies.registry import ORIGIN, registry
+from chat.ws import render
 
 logger = logging.getLogger(__name__)
 
@@ -71,9 +72,11 @@ async def request_stop(
     here = registry.for_conversation(cid)
     if here is not None:
         # Ours: no database read and no layer on the path of the stop.
+        ending = here.done or here.stop_reason is not None  # (it ended or was stopped already)
         here.stop(reason)
         message = await here.wait()
-        return StopResult("stopped", cid, message_id=message.pk, chars=len(message.content))
+        outcome: Outcome = "finished" if ending else "stopped"
+        return StopResult(outcome, cid, message_id=message.pk, chars=len(message.content))
     streaming = await database_sync_to_async(selectors.streaming_message)(conversation_id=cid)
     if streaming is None:
         return StopResult("nothing", cid)
@@ -144,8 +147,6 @@ async def request_stop_all(user_id: int) -> list[StopResult]:
 
 async def _show_final(conversation_id: str, message: Message) -> None:
     """Show every open page the final form of a reply closed without its process."""
-    from chat.ws import render  # the page's HTML; kept out of this module's import graph
-
     event: FragmentEvent = {
         "type": "chat.fragment",
         "html": render.for_event(ReplyFinished(message=message), for_owner=False),

@@ -88,10 +88,13 @@ def watch(conversation_id: uuid.UUID | str, page: Watcher) -> Reply | None:
 
 async def unwatch(conversation_id: uuid.UUID | str, page: Watcher) -> None:
     """A page closed. A reply nobody else watches goes on for CHAT_DISCONNECT_GRACE seconds
-    (see chat/replies/audience.py); with no grace it is stopped now, and saved on return."""
-    registry.unwatch(conversation_id, page)
+    (see chat/replies/audience.py). With no grace, a page that leaves stops the reply it
+    started at once, as when replies belonged to the page: it is saved on return."""
     reply = registry.for_conversation(conversation_id)
-    if reply is not None and settings.CHAT_DISCONNECT_GRACE <= 0 and not reply.audience.watched():
+    registry.unwatch(conversation_id, page)
+    if reply is None or settings.CHAT_DISCONNECT_GRACE > 0:
+        return
+    if reply.audience.starter is page or not reply.audience.watched():
         reply.stop(Message.StopReason.DISCONNECT)
         await reply.wait()
 

@@ -11,13 +11,15 @@ import time
 from dataclasses import dataclass
 from typing import Literal, cast
 
+from chat.replies.inputs import InvalidMessage, clean_message
+
 Action = Literal["send", "stop", "stop_and_send", "regenerate", "edit", "continue"]
 ACTIONS: frozenset[str] = frozenset(
     {"send", "stop", "stop_and_send", "regenerate", "edit", "continue"}
 )
 
 
-class FrameError(ValueError):
+class FrameError(InvalidMessage):
     """A frame the server will not act on; the message is shown to the user as is."""
 
 
@@ -49,27 +51,15 @@ def parse_client_frame(raw: str, *, max_message_chars: int) -> ClientFrame:
         # A stop's message is ignored: htmx sends the composer's draft with every Stop, and no
         # draft (too long, not text, anything) may keep a Stop from stopping.
         return ClientFrame(action="stop", message="")
-    message = clean_message(data.get("message", ""), max_chars=max_message_chars)
+    try:
+        message = clean_message(data.get("message", ""), max_chars=max_message_chars)
+    except InvalidMessage as exc:
+        raise FrameError(str(exc)) from None
     if action == "send" and not message:
         raise FrameError("Type a message first.")
     if action == "edit" and not message:
         raise FrameError("The edited message is empty: type something, or cancel the edit.")
     return ClientFrame(action=cast(Action, action), message=message)
-
-
-def clean_message(value: object, *, max_chars: int) -> str:
-    """A user's message as sent by any door (a frame, the API): text, stripped, within the
-    limit, and storable. Raises FrameError saying what is wrong."""
-    if not isinstance(value, str):
-        raise FrameError("The message must be text.")
-    message = value.strip()
-    if len(message) > max_chars:
-        raise FrameError(f"That message is too long (the limit is {max_chars:,} characters).")
-    try:
-        message.encode("utf-8")
-    except UnicodeEncodeError:  # a lone surrogate (a JSON escape such as \ud800): not text
-        raise FrameError("The message contains characters that are not valid text.") from None
-    return message
 
 
 class FrameBudget:

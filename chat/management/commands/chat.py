@@ -23,9 +23,9 @@ from django.urls import reverse
 from chat.data import selectors, services
 from chat.models import INTERRUPTED_MARKER, Conversation
 from chat.providers import load_provider
+from chat.replies.inputs import InvalidMessage, clean_message
 from chat.replies.slash import COMMANDS, command_of
 from chat.terminal.session import ASSISTANT, YOU, Console, TerminalChat
-from chat.ws.protocol import FrameError, clean_message
 
 with contextlib.suppress(ImportError):  # line editing and history for input(), where available
     import readline  # noqa: F401
@@ -104,7 +104,7 @@ class Command(BaseCommand):
             else:
                 try:
                     text = clean_message(raw, max_chars=settings.CHAT_MAX_MESSAGE_CHARS)
-                except FrameError as exc:
+                except InvalidMessage as exc:
                     console.line(str(exc), self.style.ERROR)
                     continue
                 if not text:
