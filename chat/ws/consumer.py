@@ -24,7 +24,7 @@ from django.conf import settings
 from chat.data import selectors, services
 from chat.models import Conversation, Message
 from chat.replies import layer, turns
-from chat.replies.events import FragmentEvent, ReplyEvent, ReplyFinished, Snapshot
+from chat.replies.events import FragmentEvent, GoneEvent, ReplyEvent, ReplyFinished, Snapshot
 from chat.replies.registry import ORIGIN
 from chat.replies.slash import Command, command_of
 from chat.ws import render
@@ -185,7 +185,7 @@ class ChatConsumer(LayerResilientConsumer):
     async def _act(self, frame: ClientFrame) -> None:
         command = command_of(frame.message) if frame.action in ("send", "stop_and_send") else None
         if command is not None:
-            await self._command(command)
+            await self._command(command, frame.message)
         elif frame.action == "stop":
             await self._stop()
         elif frame.action == "stop_and_send":
@@ -211,9 +211,9 @@ class ChatConsumer(LayerResilientConsumer):
         except turns.TurnRefused as exc:
             self._notice(f"{exc}{KEPT if kind == 'send' else ''}", level="error")
 
-    async def _command(self, command: Command) -> None:
+    async def _command(self, command: Command, text: str) -> None:
         """A composer command (chat/replies/slash.py): done here, never saved as a message."""
-        self._send(render.command_accepted())
+        self._send(render.command_accepted(text))
         if command == "/stop":
             await self._stop()
         elif command == "/help":
@@ -232,7 +232,7 @@ class ChatConsumer(LayerResilientConsumer):
         if self._sync.accept(event):
             self._send(event["html"])
 
-    async def chat_gone(self, event: dict[str, Any]) -> None:
+    async def chat_gone(self, event: GoneEvent) -> None:
         """The conversation was deleted (chat/web/conversations.py): say so and close."""
         self._send(render.gone())
         self._outbox.put_nowait(GONE_CLOSE_CODE)  # closed once the frames before it are out

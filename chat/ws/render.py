@@ -63,11 +63,10 @@ def notice(text: str, *, level: str = "info") -> str:
     return render_to_string(f"{FRAMES}#notice", {"text": text, "level": level})
 
 
-def command_accepted() -> str:
-    """A composer command was taken: the composer is emptied, the notice cleared."""
-    return render_to_string(
-        f"{FRAMES}#command_accepted", {"max_chars": settings.CHAT_MAX_MESSAGE_CHARS}
-    )
+def command_accepted(sent: str) -> str:
+    """A composer command was taken: the page takes it out of its composer (and keeps what was
+    typed since), and the notice is cleared."""
+    return render_to_string(f"{FRAMES}#command_accepted", {"sent": sent})
 
 
 def help_text() -> str:
