@@ -102,9 +102,10 @@ class Audience:
             self._remote[channel] = time.monotonic() + keep
             return
         async with self._group:
+            new = channel not in self._remote  # (a second watch may have waited on the lock)
             self._remote[channel] = time.monotonic() + keep
             self.changed()
-            if self._reply.done:
+            if self._reply.done or not new:
                 return  # the final form went to the group
             await self._send(
                 channel, Snapshot(self._reply.message, self._reply.text_so_far()), "snapshot"
