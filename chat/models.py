@@ -77,7 +77,8 @@ class Message(models.Model):
     owner_channel = models.CharField(
         max_length=200,
         blank=True,
-        help_text="Channel-layer address of the socket streaming this reply: stops are sent here.",
+        help_text="The streaming reply's own channel-layer address: stops and watching pages "
+        "of any process reach it there.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
