@@ -2,15 +2,15 @@
 
     .venv/bin/python -m bench.db_work [--quick]
 
-Through the real path, in a child process with its own SQLite database (migrated afresh): the
-real ASGI app (chatsite.asgi.application: origin check, session auth, routing, the consumer)
-driven by channels' WebsocketCommunicator, the real Anthropic SDK streaming from the fake
-Anthropic server (tests.fake_anthropic.FakeAnthropicServer, in-process) at a delta every 20 ms:
-300 deltas (about 6 s) in full mode, 100 in quick mode. Every SQL statement the app runs on any
-connection of any thread is counted (Django's ``execute_wrapper``, installed on each connection
-as it is created), from the moment the send frame goes out to the moment the final frame (the
-finished bubble) arrives, and named by its kind, table and the function of chat/ that ran it.
-Writes are INSERT, UPDATE and DELETE; reads are SELECT; the rest (savepoints) is listed too.
+Through the real path, in a child process with its own SQLite database (migrated afresh): the real
+ASGI app (chatsite.asgi.application: origin check, session auth, routing, the consumer) driven by
+channels' WebsocketCommunicator, the real Anthropic SDK streaming from the fake Anthropic server
+(chat.testing.fake_anthropic.FakeAnthropicServer, in-process) at a delta every 20 ms: 300 deltas
+(about 6 s) in full mode, 100 in quick mode. Every SQL statement the app runs on any connection of
+any thread is counted (Django's ``execute_wrapper``, installed on each connection as it is
+created), from the moment the send frame goes out to the moment the final frame (the finished
+bubble) arrives, and named by its kind, table and the function of chat/ that ran it. Writes are
+INSERT, UPDATE and DELETE; reads are SELECT; the rest (savepoints) is listed too.
 
 One reply runs to its end; the next is stopped (a Stop frame) half-way through.
 
@@ -190,7 +190,7 @@ async def _one_reply(
 def _child(quick: bool) -> dict[str, Any]:
     import os
 
-    from tests.fake_anthropic import FakeAnthropicServer, FakeConfig
+    from chat.testing.fake_anthropic import FakeAnthropicServer, FakeConfig
 
     deltas = DELTAS_QUICK if quick else DELTAS_FULL
     server = FakeAnthropicServer(FakeConfig(interval=INTERVAL, deltas=deltas)).start()

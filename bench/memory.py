@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.memory [--quick]
 
-A live daphne (tests.live.start_daphne) on its own SQLite file, with the real Anthropic SDK
+A live daphne (chat.testing.live.start_daphne) on its own SQLite file, with the real Anthropic SDK
 streaming from the standalone fake Anthropic server, paced slowly (a delta every 0.5 s) so that
 the replies are all still streaming when they are counted. The per-user limits are raised
 (``CHAT_MAX_CONCURRENT_REPLIES``, ``CHAT_MESSAGES_PER_MINUTE``) and titles are off. The server
@@ -10,7 +10,7 @@ process's resident set size (psutil) is read:
 
 1. after a warm-up (sign-in, pages, a few sockets opened and closed, a few short replies, so
    lazy imports, template caches, the SDK client and the database connection exist): baseline;
-2. after opening K chat sockets (tests.live_client.Tab), one per conversation, idle;
+2. after opening K chat sockets (chat.testing.live_client.Tab), one per conversation, idle;
 3. after a reply started on each of them, K streaming at once, each having sent text.
 
 Each reading is the median of a few samples after the server settles. Per idle connection is
@@ -31,16 +31,20 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import psutil  # type: ignore[import-untyped]  # (no stubs in the dev extras)
 
-if TYPE_CHECKING:
-    from tests.live import DaphneProcess
-    from tests.live_client import Session, Tab
+from chat.testing.live import (
+    DaphneProcess,
+    app_env,
+    create_user,
+    manage,
+    start_daphne,
+    start_fake_anthropic,
+)
+from chat.testing.live_client import Session, Tab
 
-# (tests.live is imported where it is used: imported first by pytest as a plugin, it is
-# assert-rewritten, which an earlier plain import, e.g. by tests/test_bench_modules.py, prevents.)
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 K_FULL, K_QUICK = 200, 50
@@ -87,8 +91,6 @@ async def _rss(process: psutil.Process, settle: float, samples: int = 5) -> int:
 
 
 async def _open_tabs(base_url: str, conversations: list[str], session: Session) -> list[Tab]:
-    from tests.live_client import Tab
-
     tabs: list[Tab] = []
     for start in range(0, len(conversations), OPEN_AT_ONCE):
         chunk = conversations[start : start + OPEN_AT_ONCE]
@@ -161,9 +163,6 @@ async def _run(
 
 def measure(*, quick: bool) -> dict[str, Any]:
     """RSS per idle chat socket and per streaming reply (see the module's docstring)."""
-    from tests.live import app_env, create_user, manage, start_daphne, start_fake_anthropic
-    from tests.live_client import Session
-
     k = K_QUICK if quick else K_FULL
     tmp = Path(tempfile.mkdtemp(prefix="stopchat-bench-memory-"))
     fake = start_fake_anthropic(interval=SLOW_INTERVAL, deltas=SLOW_DELTAS)

@@ -36,6 +36,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from chat.testing.live import app_env
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TARGET_MS = 300.0
 MESSAGES = 1000
@@ -218,6 +220,7 @@ def _child(quick: bool, profile: bool) -> dict[str, Any]:
     html = response.content.decode()
     figures: dict[str, Any] = {
         "messages_in_conversation": MESSAGES,
+        "runs_per_section": runs,
         "page": {
             **_summary(times),
             "messages_rendered": html.count("<article "),
@@ -261,8 +264,6 @@ def _child(quick: bool, profile: bool) -> dict[str, Any]:
 def run_child(module: str, args: list[str], *, timeout: float, **env_extra: str) -> dict[str, Any]:
     """Run ``python -m module --child ARGS`` with the app's environment on a fresh SQLite file
     (deleted afterwards); the JSON object it prints on its last stdout line."""
-    from tests.live import app_env
-
     with tempfile.TemporaryDirectory(prefix="stopchat-bench-") as tmp:
         env = app_env(
             database_url=f"sqlite:///{Path(tmp) / 'bench.db'}",

@@ -21,7 +21,7 @@ from typing import Any
 
 from bench.streams_fake import by_marker, rate_in, records
 from bench.streams_stats import Samples, cpu_seconds
-from tests.fake_anthropic import FakeAnthropicControl
+from chat.testing.fake_anthropic import FakeAnthropicControl
 
 MODEL = "claude-sonnet-4-6"
 

@@ -14,22 +14,14 @@ import asyncio
 import secrets
 import statistics
 import sys
-import tempfile
 import time
-from pathlib import Path
 
-import psycopg
-
-from tests.live import FakeProcess, app_env, create_user, manage, start_daphne, start_fake_anthropic
-from tests.live_client import Session, Tab
-from tests.test_multiprocess import upstream
-
-ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+from chat.testing.live import Cluster, run_cluster
+from chat.testing.live_client import Tab, upstream
 
 
-async def measure(
-    n: int, a_url: str, b_url: str, session: Session, fake: FakeProcess
-) -> dict[str, list[float]]:
+async def measure(n: int, cluster: Cluster) -> dict[str, list[float]]:
+    a_url, b_url, session = cluster.a.base_url, cluster.b.base_url, cluster.session
     results: dict[str, list[float]] = {"HTTP stop on B": [], "second tab's Stop on B": []}
     for kind in results:
         cid = await asyncio.to_thread(session.new_conversation, a_url)
@@ -38,16 +30,13 @@ async def measure(
         await asyncio.sleep(0.3)
         for i in range(n):
             marker = f"bench-{i}-{secrets.token_hex(3)}"
-            start = len(owner.frames)
-            await owner.send("send", marker)
-            message_id = await owner.turn_started(start=start)
-            await owner.batches(message_id, 3)
+            message_id = await owner.start_reply(marker)
             if kind.startswith("HTTP"):
                 sent = time.monotonic()
                 await asyncio.to_thread(session.post_json, b_url, f"/conversations/{cid}/stop/")
             else:
                 sent = await other.send("stop")
-            record = await upstream(fake.control, marker, finished=True)
+            record = await upstream(cluster.control, marker, finished=True)
             assert record.disconnected_at is not None, "the upstream stream was never closed"
             results[kind].append((record.disconnected_at - sent) * 1000)
             await owner.finished(message_id)
@@ -58,32 +47,8 @@ async def measure(
 
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 30
-    name = f"stopchat_bench_{secrets.token_hex(4)}"
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    tmp = Path(tempfile.mkdtemp(prefix="stopchat-bench-"))
-    fake = start_fake_anthropic()
-    servers = []
-    try:
-        env = app_env(
-            database_url=ADMIN_URL.rsplit("/", 1)[0] + f"/{name}",
-            anthropic_base_url=fake.base_url,
-            REDIS_URL="redis://127.0.0.1:6379/0",
-        )
-        manage(env, "migrate", "--noinput")
-        create_user(env, "bench", "bench-password-123")
-        servers = [start_daphne(env, log_path=tmp / f"{x}.log") for x in "ab"]
-        session = Session(servers[0].base_url)
-        session.sign_in("bench", "bench-password-123")
-        for server in servers:  # warm: lazy imports, the connection pool
-            session.get(server.base_url, "/conversations/active/")
-        results = asyncio.run(measure(n, servers[0].base_url, servers[1].base_url, session, fake))
-    finally:
-        for server in servers:
-            server.stop()
-        fake.stop()
-        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with run_cluster(username="bench") as cluster:
+        results = asyncio.run(measure(n, cluster))
     for kind, values in results.items():
         values.sort()
         p90 = values[min(len(values) - 1, int(0.9 * len(values)))]

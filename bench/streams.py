@@ -41,8 +41,8 @@ from bench.raw_sdk import RoundError, raw_round
 from bench.streams_fake import by_marker, delta_ends, rate_in, records
 from bench.streams_stack import Stack, render_profile, stack
 from bench.streams_stats import Samples, cpu_seconds, ratio
-from tests.live import DaphneProcess
-from tests.live_client import BATCH, NOTICE, TURN, Tab
+from chat.testing.live import DaphneProcess
+from chat.testing.live_client import BATCH, NOTICE, TURN, Tab
 
 #: The fake's pace: a delta every 20 ms is 50 deltas a second per reply.
 INTERVAL = 0.02

@@ -1,7 +1,7 @@
 """Reading the fake Anthropic server's records for the streaming benchmarks.
 
-The fake (tests/fake_anthropic.py) runs in its own process and records, per request, when each
-delta was written (``time.monotonic()``, CLOCK_MONOTONIC, comparable across processes) and
+The fake (chat/testing/fake_anthropic.py) runs in its own process and records, per request, when
+each delta was written (``time.monotonic()``, CLOCK_MONOTONIC, comparable across processes) and
 when the client hung up. A benchmark client tags every request with a unique marker in its user
 message and finds its record by it.
 """
@@ -12,7 +12,12 @@ import asyncio
 import itertools
 from typing import Any
 
-from tests.fake_anthropic import FakeAnthropicControl, RequestRecord, last_user_text, plan_chunks
+from chat.testing.fake_anthropic import (
+    FakeAnthropicControl,
+    RequestRecord,
+    last_user_text,
+    plan_chunks,
+)
 
 
 def by_marker(records: list[RequestRecord], markers: list[str]) -> dict[str, RequestRecord]:

@@ -24,19 +24,19 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.fake_anthropic import FakeAnthropicControl
-from tests.live import (
+from chat.testing.fake_anthropic import FakeAnthropicControl
+from chat.testing.live import (
     REPO_ROOT,
     DaphneProcess,
     FakeProcess,
-    _wait_http,
     app_env,
     free_port,
     manage,
     start_daphne,
     start_fake_anthropic,
+    wait_http,
 )
-from tests.live_client import Session
+from chat.testing.live_client import Session
 
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -144,7 +144,7 @@ def start_profiled_daphne(env: dict[str, str], *, log_path: Path, out: Path) -> 
         )
     server = DaphneProcess(process=process, port=port, log_path=log_path)
     try:
-        _wait_http(f"{server.base_url}/accounts/login/", process, 30)
+        wait_http(f"{server.base_url}/accounts/login/", process, 30)
     except RuntimeError:
         server.stop()
         raise

@@ -1,33 +1,93 @@
-"""Shared fixtures: users, conversations, the fake Anthropic server, and a chat socket driver."""
+"""Shared fixtures: settings for tests, users, conversations, the fake Anthropic server (in this
+process, and as its own process behind a live daphne), and a chat socket driver.
+
+tests/live/conftest.py and tests/browser/conftest.py add what only their folders use. The
+helpers and constants these fixtures hand out are in tests/helpers.py and chat/testing/.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import html
 import json
-import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import anthropic
 import pytest
 from channels.testing import WebsocketCommunicator
-from django.conf import settings as django_settings
 from django.contrib.auth.models import User
-from django.test import AsyncClient
 
 from chat.models import Conversation
-from tests.fake_anthropic import FakeAnthropicServer, FakeConfig
-
-TEST_API_KEY = "sk-ant-test-0123456789-secret"
-ORIGIN = "http://127.0.0.1:8000"
-
-BATCH = re.compile(r'<span id="msg-(\d+)-body" hx-swap-oob="beforeend">(.*?)</span>', re.DOTALL)
-ARTICLE = re.compile(r'<article id="msg-(\d+)" class="msg msg--(\w+) msg--(\w+)"')
-FINAL = re.compile(
-    r'<article id="msg-(\d+)" class="msg msg--assistant msg--(\w+)" hx-swap-oob="true"'
+from chat.testing.fake_anthropic import FakeAnthropicServer, FakeConfig
+from chat.testing.live import REPO_ROOT, FakeProcess, LiveApp, start_fake_anthropic, start_live_app
+from tests.helpers import (
+    METRICS_MAX_TOKENS,
+    ORIGIN,
+    TEST_API_KEY,
+    ChatSocket,
+    SocketFactory,
+    session_cookie,
 )
+
+# --------------------------------------------------------------------------------------------
+# Settings
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def _test_settings(settings: Any) -> None:
+    """Tests count the fake's requests; a title request after each first reply would shift
+    them (the title tests turn it back on). And tests send more than a person would: the
+    limits are set by tests/test_limits.py where it tests them."""
+    settings.CHAT_AUTO_TITLE = False
+    settings.CHAT_MESSAGES_PER_MINUTE = 100_000
+    settings.CHAT_MAX_CONCURRENT_REPLIES = 1000
+    # A page that closes stops the reply it started at once, as before the grace existed; the
+    # grace tests (tests/test_grace.py) set their own.
+    settings.CHAT_DISCONNECT_GRACE = 0
+
+
+@pytest.fixture
+def metrics_settings(settings: Any) -> None:
+    """tests/test_metrics.py: CHAT_MAX_TOKENS is METRICS_MAX_TOKENS, and no /metrics token,
+    whatever the environment says."""
+    settings.CHAT_MAX_TOKENS = METRICS_MAX_TOKENS
+    settings.CHAT_METRICS_TOKEN = ""
+
+
+# --------------------------------------------------------------------------------------------
+# Users and conversations
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def user(django_user_model: type[User]) -> User:
+    return django_user_model.objects.create_user("alice", password="correct-horse-battery")
+
+
+@pytest.fixture
+def other_user(django_user_model: type[User]) -> User:
+    return django_user_model.objects.create_user("mallory", password="correct-horse-battery")
+
+
+@pytest.fixture
+def staff(django_user_model: type[User]) -> User:
+    """A superuser (tests sign it in with force_login)."""
+    return django_user_model.objects.create_superuser("root", password="admin-pass-123")
+
+
+@pytest.fixture
+def conversation(user: User) -> Conversation:
+    return Conversation.objects.create(user=user, title="Test chat")
+
+
+# --------------------------------------------------------------------------------------------
+# The fake Anthropic API in this process, and the app's chat socket
+# --------------------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="session")
@@ -46,99 +106,20 @@ def fake_anthropic(fake_server: FakeAnthropicServer, settings: Any) -> FakeAnthr
     return fake_server
 
 
-@pytest.fixture(autouse=True)
-def _test_settings(settings: Any) -> None:
-    """Tests count the fake's requests; a title request after each first reply would shift
-    them (the title tests turn it back on). And tests send more than a person would: the
-    limits are set by tests/test_limits.py where it tests them."""
-    settings.CHAT_AUTO_TITLE = False
-    settings.CHAT_MESSAGES_PER_MINUTE = 100_000
-    settings.CHAT_MAX_CONCURRENT_REPLIES = 1000
+@pytest.fixture
+def server() -> Iterator[FakeAnthropicServer]:
+    """A fresh in-process fake per test, fast enough that whole replies take ~50 ms (the fake's
+    own tests, tests/test_fake_anthropic.py)."""
+    with FakeAnthropicServer(FakeConfig(interval=0.005, deltas=10)) as srv:
+        yield srv
 
 
 @pytest.fixture
-def user(django_user_model: type[User]) -> User:
-    return django_user_model.objects.create_user("alice", password="correct-horse-battery")
-
-
-@pytest.fixture
-def other_user(django_user_model: type[User]) -> User:
-    return django_user_model.objects.create_user("mallory", password="correct-horse-battery")
-
-
-@pytest.fixture
-def conversation(user: User) -> Conversation:
-    return Conversation.objects.create(user=user, title="Test chat")
-
-
-@dataclass
-class ChatSocket:
-    """Drives the real ASGI app's chat socket and keeps every frame it received."""
-
-    comm: WebsocketCommunicator
-    frames: list[str] = field(default_factory=list)
-
-    async def send(self, action: str, message: str = "") -> None:
-        # The shape htmx's ws-send produces: the form's values plus HEADERS.
-        await self.comm.send_to(
-            text_data=json.dumps(
-                {"action": action, "message": message, "HEADERS": {"HX-Request": "true"}}
-            )
-        )
-
-    async def next_frame(self, timeout: float = 5.0) -> str:
-        frame = await self.comm.receive_from(timeout=timeout)
-        assert isinstance(frame, str)
-        self.frames.append(frame)
-        return frame
-
-    async def until(self, pattern: str | re.Pattern[str], timeout: float = 5.0) -> re.Match[str]:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
-            frame = await self.next_frame(timeout=max(0.01, deadline - loop.time()))
-            match = re.search(pattern, frame)
-            if match:
-                return match
-
-    async def turn_started(self) -> tuple[int, int]:
-        """Wait for the frame that adds a turn; the ids of its user and assistant messages."""
-        while True:
-            frame = await self.next_frame()
-            if 'id="messages" hx-swap-oob="beforeend"' in frame:
-                ids = [(int(m[0]), m[1]) for m in ARTICLE.findall(frame)]
-                assert [role for _, role in ids] == ["user", "assistant"]
-                return ids[0][0], ids[1][0]
-
-    async def finished(self, message_id: int, timeout: float = 10.0) -> str:
-        """Wait for a reply's final form; its status."""
-        final = rf'<article id="msg-{message_id}" class="msg msg--assistant msg--(\w+)" hx-swap-oob'
-        match = await self.until(final, timeout=timeout)
-        return match.group(1)
-
-    def text_sent(self, message_id: int) -> str:
-        """The reply text as the browser received it: every batch for that bubble, unescaped."""
-        return "".join(
-            html.unescape(text)
-            for frame in self.frames
-            for mid, text in BATCH.findall(frame)
-            if int(mid) == message_id
-        )
-
-    def batches(self, message_id: int) -> int:
-        return sum(
-            1 for frame in self.frames for mid, _ in BATCH.findall(frame) if int(mid) == message_id
-        )
-
-
-SocketFactory = Callable[..., Awaitable[ChatSocket]]
-
-
-async def session_cookie(user: User) -> str:
-    client = AsyncClient()
-    await client.aforce_login(user)
-    name = django_settings.SESSION_COOKIE_NAME
-    return f"{name}={client.cookies[name].value}"
+async def sdk_client(server: FakeAnthropicServer) -> AsyncIterator[anthropic.AsyncAnthropic]:
+    """The real async SDK pointed at ``server``; no retries unless a test asks for them."""
+    sdk = anthropic.AsyncAnthropic(base_url=server.base_url, api_key="test-key", max_retries=0)
+    yield sdk
+    await sdk.close()
 
 
 @pytest.fixture
@@ -174,3 +155,92 @@ async def chat_socket() -> AsyncIterator[SocketFactory]:
     for comm in opened:
         with contextlib.suppress(Exception):  # already closed by the test
             await comm.disconnect(timeout=5)
+
+
+@pytest.fixture
+def all_logs(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
+    """caplog at DEBUG for every logger: the root, every logger with a level of its own (the
+    `chat` logger is at INFO in settings), and the ones that do not propagate to the root
+    (tests/test_secrets_and_logs.py)."""
+    import chat.providers.anthropic  # noqa: F401  (the SDK's loggers exist before levels are set)
+
+    caplog.set_level(logging.DEBUG)
+    added: list[logging.Logger] = []
+    for name, logger in list(logging.root.manager.loggerDict.items()):
+        if not isinstance(logger, logging.Logger):
+            continue
+        if logger.level != logging.NOTSET:
+            caplog.set_level(logging.DEBUG, logger=name)
+        if not logger.propagate and caplog.handler not in logger.handlers:
+            logger.addHandler(caplog.handler)
+            added.append(logger)
+    assert logging.getLogger("chat.replies.reply").isEnabledFor(logging.DEBUG)
+    assert logging.getLogger("anthropic._base_client").isEnabledFor(logging.DEBUG)
+    yield caplog
+    for logger in added:
+        logger.removeHandler(caplog.handler)
+
+
+# --------------------------------------------------------------------------------------------
+# The benchmark, as a command (tests/test_bench.py)
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def bench_report(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """``python -m bench.run --quick``, once: its bench.json (the table printed, the plot
+    written)."""
+    out = tmp_path_factory.mktemp("bench")
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--quick", "--out", str(out)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "stop latency" in result.stdout  # the table was printed
+    assert (out / "bench.png").stat().st_size > 10_000
+    yield json.loads((out / "bench.json").read_text())
+
+
+# --------------------------------------------------------------------------------------------
+# The app as real processes (tests/live/, tests/browser/): chat.testing.live
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def live_fake_anthropic() -> Iterator[FakeProcess]:
+    """The fake Anthropic API as its own process (300 deltas, 20 ms apart, by default)."""
+    fake = start_fake_anthropic()
+    try:
+        yield fake
+    finally:
+        fake.stop()
+
+
+@pytest.fixture(scope="session")
+def live_app(request: pytest.FixtureRequest, live_fake_anthropic: FakeProcess) -> Iterator[LiveApp]:
+    """daphne serving the app on a free port, with its own SQLite file and one user; shared by
+    the session (each test recognises its own conversations).
+
+    If any test failed, daphne's log is written to the terminal at the end of the session and
+    the temp dir (database, log) is kept; ``LIVE_KEEP_TMP=1`` keeps it anyway.
+    """
+    app = start_live_app(live_fake_anthropic)
+    try:
+        yield app
+    finally:
+        app.stop()
+        if request.session.testsfailed:
+            # Kept for a post-mortem; its path is in the message.
+            reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+            text = f"\n--- daphne log ({app.server.log_path}) ---\n{app.log_tail()}\n"
+            if reporter is not None:
+                reporter.write_line(text)
+            else:
+                sys.stderr.write(text)
+        elif os.environ.get("LIVE_KEEP_TMP"):
+            sys.stderr.write(f"\nlive app files kept in {app.tmp_dir}\n")
+        else:
+            app.remove_files()

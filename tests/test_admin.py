@@ -12,13 +12,8 @@ from chat.models import Conversation, Message
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def staff(django_user_model: type[User]) -> User:
-    return django_user_model.objects.create_superuser("root", password="admin-pass-123")
-
-
-@pytest.fixture
-def transcript(conversation: Conversation) -> Conversation:
+def add_transcript(conversation: Conversation) -> None:
+    """A question and a stopped reply."""
     Message.objects.create(conversation=conversation, role="user", content="Question")
     Message.objects.create(
         conversation=conversation,
@@ -30,12 +25,12 @@ def transcript(conversation: Conversation) -> Conversation:
         output_tokens=4,
         tokens_estimated=True,
     )
-    return conversation
 
 
 def test_admin_lists_conversations_with_counts(
-    client: Client, staff: User, transcript: Conversation
+    client: Client, staff: User, conversation: Conversation
 ) -> None:
+    add_transcript(conversation)
     client.force_login(staff)
     page = client.get(reverse("admin:chat_conversation_changelist")).content.decode()
     assert "Test chat" in page and "alice" in page
@@ -52,19 +47,21 @@ def test_admin_lists_conversations_with_counts(
     ],
 )
 def test_admin_filters_and_searches(
-    client: Client, staff: User, transcript: Conversation, query: str
+    client: Client, staff: User, conversation: Conversation, query: str
 ) -> None:
+    add_transcript(conversation)
     client.force_login(staff)
     page = client.get(reverse("admin:chat_conversation_changelist") + query).content.decode()
     assert "Test chat" in page
 
 
 def test_admin_transcript_shows_marker_and_estimated_tokens(
-    client: Client, staff: User, transcript: Conversation
+    client: Client, staff: User, conversation: Conversation
 ) -> None:
+    add_transcript(conversation)
     client.force_login(staff)
     page = client.get(
-        reverse("admin:chat_conversation_change", args=[transcript.pk])
+        reverse("admin:chat_conversation_change", args=[conversation.pk])
     ).content.decode()
     assert "Half an answer" in page and "[Interrupted]" in page
     assert "~4 (estimated)" in page

@@ -9,12 +9,10 @@ import pytest
 from django.contrib.auth.models import User
 
 from chat.models import Conversation, Message
-from tests.conftest import SocketFactory
-from tests.fake_anthropic import FakeAnthropicServer, FakeConfig
+from chat.testing.fake_anthropic import FakeAnthropicServer
+from tests.helpers import QUICK, SocketFactory, start_slow_reply
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-SLOW = FakeConfig(interval=0.02, deltas=300)
 
 
 @pytest.mark.parametrize(
@@ -33,11 +31,8 @@ async def test_a_bad_frame_mid_reply_gets_a_notice_and_the_reply_and_socket_carr
     raw: str,
     expected: str,
 ) -> None:
-    fake_anthropic.reset(SLOW)
     sock = await chat_socket(conversation, user)
-    await sock.send("send", "Long answer please")
-    _, reply = await sock.turn_started()
-    await sock.until(rf'id="msg-{reply}-body" hx-swap-oob="beforeend"')  # text is streaming
+    reply = (await start_slow_reply(sock, fake_anthropic, "Long answer please")).reply_id
     await sock.comm.send_to(text_data=raw)
     await sock.until(expected)
     await sock.send("stop")  # the socket is alive, and its reply still stoppable
@@ -55,11 +50,8 @@ async def test_stop_stops_whatever_draft_the_composer_sends_with_it(
     settings: Any,
 ) -> None:
     settings.CHAT_MAX_MESSAGE_CHARS = 10
-    fake_anthropic.reset(SLOW)
     sock = await chat_socket(conversation, user)
-    await sock.send("send", "Go on")
-    _, reply = await sock.turn_started()
-    await sock.until(rf'id="msg-{reply}-body" hx-swap-oob="beforeend"')
+    reply = (await start_slow_reply(sock, fake_anthropic, "Go on")).reply_id
     await sock.send("stop", "a draft well over the ten-character limit")
     assert await sock.finished(reply) == "interrupted"
     await fake_anthropic.await_disconnect(fake_anthropic.requests[-1])
@@ -83,7 +75,7 @@ async def test_an_unexpected_server_failure_is_a_notice_and_the_socket_lives_on(
         raise RuntimeError("simulated failure")
 
     monkeypatch.setattr(services, "turn_start", broken)
-    fake_anthropic.reset(FakeConfig(interval=0.001, deltas=3))
+    fake_anthropic.reset(QUICK)
     sock = await chat_socket(conversation, user)
     await sock.send("send", "Hello")
     await sock.until("Something went wrong on the server")
@@ -101,7 +93,7 @@ async def test_a_malformed_after_on_the_socket_url_is_ignored(
     from channels.testing import WebsocketCommunicator
 
     from chatsite.asgi import application
-    from tests.conftest import ORIGIN, session_cookie
+    from tests.helpers import ORIGIN, session_cookie
 
     comm = WebsocketCommunicator(
         application,

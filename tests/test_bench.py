@@ -3,39 +3,16 @@
 raw-SDK floor where it has one, and the plot.
 
 No timing is asserted (the machines are noisy): only that each figure is there, of a sane type
-and in a sane range, and that the counts describe what happened.
+and in a sane range, and that the counts describe what happened. The bench runs as a command, the
+way a person runs it (the ``bench_report`` fixture); its JSON says what it measured with.
 """
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-
-from bench import db_work, memory, page
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def report(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    out = tmp_path_factory.mktemp("bench")
-    result = subprocess.run(
-        [sys.executable, "-m", "bench.run", "--quick", "--out", str(out)],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "stop latency" in result.stdout  # the table was printed
-    assert (out / "bench.png").stat().st_size > 10_000
-    yield json.loads((out / "bench.json").read_text())
 
 
 def _json_ready(figures: dict[str, Any]) -> None:
@@ -47,9 +24,9 @@ def _number(value: Any) -> bool:
 
 
 def test_stop_relay_and_capacity_figures_come_with_their_raw_sdk_floor(
-    report: dict[str, Any],
+    bench_report: dict[str, Any],
 ) -> None:
-    streams = report["streams"]
+    streams = bench_report["streams"]
     assert "error" not in streams, streams
     for name in ("stop_latency_ms", "after_stop_deltas", "relay_latency_ms"):
         rows = streams["figures"][name]
@@ -59,15 +36,15 @@ def test_stop_relay_and_capacity_figures_come_with_their_raw_sdk_floor(
                 assert all(_number(row[side][k]) for k in ("p50", "p99", "max")), (name, row)
             assert row["target"]
     assert streams["capacity"], "no capacity figure"
-    assert report["environment"]["quick"] is True
+    assert bench_report["environment"]["quick"] is True
 
 
 def test_db_work_counts_the_statements_of_a_complete_and_a_stopped_reply(
-    report: dict[str, Any],
+    bench_report: dict[str, Any],
 ) -> None:
-    figures = report["db_work"]
+    figures = bench_report["db_work"]
     _json_ready(figures)
-    assert figures["deltas"] == db_work.DELTAS_QUICK
+    assert isinstance(figures["deltas"], int) and figures["deltas"] > 0
     assert isinstance(figures["target_met"], bool)
     for name, status in [("complete", "complete"), ("stopped", "interrupted")]:
         reply = figures[name]
@@ -83,16 +60,16 @@ def test_db_work_counts_the_statements_of_a_complete_and_a_stopped_reply(
         # The turn's two messages are inserted and the reply's outcome saved, whatever else.
         assert kinds.get("INSERT chat_message (turn_start)") == 1
         assert kinds.get("UPDATE chat_message (message_finalize)") == 1
-    assert figures["complete"]["deltas_streamed"] == db_work.DELTAS_QUICK
-    assert 0 < figures["stopped"]["deltas_streamed"] < db_work.DELTAS_QUICK
+    assert figures["complete"]["deltas_streamed"] == figures["deltas"]
+    assert 0 < figures["stopped"]["deltas_streamed"] < figures["deltas"]
 
 
 def test_memory_reports_rss_per_idle_connection_and_per_active_reply(
-    report: dict[str, Any],
+    bench_report: dict[str, Any],
 ) -> None:
-    figures = report["memory"]
+    figures = bench_report["memory"]
     _json_ready(figures)
-    assert figures["k"] == memory.K_QUICK
+    assert isinstance(figures["k"], int) and figures["k"] > 0
     for key in ["rss_baseline_mib", "rss_idle_mib", "rss_streaming_mib"]:
         assert _number(figures[key]) and figures[key] > 10
     for key in ["per_idle_connection_kib", "per_active_reply_kib"]:
@@ -101,19 +78,19 @@ def test_memory_reports_rss_per_idle_connection_and_per_active_reply(
     assert _number(figures["seconds_until_all_streaming"])
 
 
-def test_page_times_a_conversation_of_1000_messages(report: dict[str, Any]) -> None:
-    figures = report["page"]
+def test_page_times_a_conversation_of_1000_messages(bench_report: dict[str, Any]) -> None:
+    figures = bench_report["page"]
     _json_ready(figures)
-    assert figures["messages_in_conversation"] == page.MESSAGES
-    assert figures["target_ms"] == page.TARGET_MS
-    assert isinstance(figures["target_met"], bool)
+    assert figures["messages_in_conversation"] == 1000
+    assert _number(figures["target_ms"])
+    assert figures["target_met"] is (figures["page"]["median_ms"] <= figures["target_ms"])
     sections = [figures["page"], figures["catch_up_frame"]]
     if figures["earlier_fragment"] is not None:
         sections.append(figures["earlier_fragment"])
     for section in sections:
-        assert section["runs"] == page.RUNS_QUICK
+        assert section["runs"] == figures["runs_per_section"] > 0
         assert all(_number(section[k]) for k in ["median_ms", "min_ms", "max_ms"])
         assert section["min_ms"] <= section["median_ms"] <= section["max_ms"]
-        assert 0 < section["messages_rendered"] <= page.MESSAGES
+        assert 0 < section["messages_rendered"] <= figures["messages_in_conversation"]
         assert section["bytes"] > 0
     assert figures["page"]["queries"] > 0

@@ -8,12 +8,10 @@ import pytest
 from django.contrib.auth.models import User
 
 from chat.models import Conversation, Message
-from tests.conftest import SocketFactory
-from tests.fake_anthropic import FakeAnthropicServer, FakeConfig
+from chat.testing.fake_anthropic import FakeAnthropicServer
+from tests.helpers import QUICK, SocketFactory, start_slow_reply
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-SLOW = FakeConfig(interval=0.02, deltas=300)
 
 
 async def user_texts(conversation: Conversation) -> list[str]:
@@ -28,11 +26,8 @@ async def test_slash_stop_stops_the_reply_and_is_not_saved_as_a_message(
     user: User,
     action: str,
 ) -> None:
-    fake_anthropic.reset(SLOW)
     sock = await chat_socket(conversation, user)
-    await sock.send("send", "Write at length")
-    _, reply = await sock.turn_started()
-    await sock.until(rf'id="msg-{reply}-body" hx-swap-oob="beforeend"')
+    reply = (await start_slow_reply(sock, fake_anthropic, "Write at length")).reply_id
     # Enter while a reply streams sends stop_and_send; the button on an idle page sends send.
     await sock.send(action, "  /STOP ")
     assert await sock.finished(reply) == "interrupted"
@@ -75,7 +70,7 @@ async def test_other_slash_words_are_sent_as_ordinary_text(
     user: User,
     text: str,
 ) -> None:
-    fake_anthropic.reset(FakeConfig(interval=0.001, deltas=3))
+    fake_anthropic.reset(QUICK)
     sock = await chat_socket(conversation, user)
     await sock.send("send", text)
     _, reply = await sock.turn_started()

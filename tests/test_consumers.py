@@ -9,12 +9,10 @@ import pytest
 from django.contrib.auth.models import User
 
 from chat.models import Conversation, Message
-from tests.conftest import TEST_API_KEY, SocketFactory
-from tests.fake_anthropic import FakeAnthropicServer, FakeConfig
+from chat.testing.fake_anthropic import FakeAnthropicServer, FakeConfig
+from tests.helpers import QUICK, SLOW, TEST_API_KEY, SocketFactory, start_slow_reply
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-SLOW = FakeConfig(interval=0.02, deltas=300)
 
 
 async def messages_of(conversation: Conversation) -> list[Message]:
@@ -59,13 +57,9 @@ async def test_stop_closes_upstream_within_100ms_and_keeps_exactly_what_was_sent
     conversation: Conversation,
     user: User,
 ) -> None:
-    fake_anthropic.reset(SLOW)
     sock = await chat_socket(conversation, user)
-    await sock.send("send", "Tell me a long story")
-    _, reply_id = await sock.turn_started()
-    record = await fake_anthropic.await_request()
-    await fake_anthropic.await_delta(record, 10)
-    await sock.until(rf'id="msg-{reply_id}-body" hx-swap-oob="beforeend"')
+    started = await start_slow_reply(sock, fake_anthropic, "Tell me a long story", deltas=10)
+    reply_id, record = started.reply_id, started.record
 
     stopped_at = time.monotonic()
     await sock.send("stop")
@@ -98,13 +92,9 @@ async def test_stop_and_send_saves_partial_then_new_message_and_sends_whole_hist
     conversation: Conversation,
     user: User,
 ) -> None:
-    fake_anthropic.reset(SLOW)
     sock = await chat_socket(conversation, user)
-    await sock.send("send", "First question")
-    _, first_reply = await sock.turn_started()
-    first = await fake_anthropic.await_request()
-    await fake_anthropic.await_delta(first, 5)
-    await sock.until(rf'id="msg-{first_reply}-body" hx-swap-oob="beforeend"')
+    started = await start_slow_reply(sock, fake_anthropic, "First question", deltas=5)
+    first_reply, first = started.reply_id, started.record
 
     fake_anthropic.update_config(interval=0.001, deltas=5)
     stopped_at = time.monotonic()
@@ -137,12 +127,9 @@ async def test_disconnect_mid_reply_saves_partial_with_reason_disconnect(
     conversation: Conversation,
     user: User,
 ) -> None:
-    fake_anthropic.reset(SLOW)
     sock = await chat_socket(conversation, user)
-    await sock.send("send", "Go on")
-    _, reply_id = await sock.turn_started()
-    record = await fake_anthropic.await_request()
-    await sock.until(rf'id="msg-{reply_id}-body" hx-swap-oob="beforeend"')
+    started = await start_slow_reply(sock, fake_anthropic, "Go on")
+    reply_id, record = started.reply_id, started.record
 
     closed_at = time.monotonic()
     await sock.comm.disconnect(timeout=5)
@@ -202,11 +189,8 @@ async def test_double_stop_is_harmless(
     conversation: Conversation,
     user: User,
 ) -> None:
-    fake_anthropic.reset(SLOW)
     sock = await chat_socket(conversation, user)
-    await sock.send("send", "Hi")
-    _, reply_id = await sock.turn_started()
-    await sock.until(rf'id="msg-{reply_id}-body" hx-swap-oob="beforeend"')
+    reply_id = (await start_slow_reply(sock, fake_anthropic, "Hi")).reply_id
     await sock.send("stop")
     await sock.send("stop")
     assert await sock.finished(reply_id) == "interrupted"
@@ -253,7 +237,7 @@ async def test_stop_and_send_when_idle_just_sends(
     conversation: Conversation,
     user: User,
 ) -> None:
-    fake_anthropic.reset(FakeConfig(interval=0.001, deltas=3))
+    fake_anthropic.reset(QUICK)
     sock = await chat_socket(conversation, user)
     await sock.send("stop_and_send", "Hello")
     _, reply_id = await sock.turn_started()
@@ -365,7 +349,7 @@ async def test_rejected_api_key_is_a_clear_error(
     reply = await Message.objects.aget(pk=reply_id)
     assert reply.error == "The Anthropic API key was rejected."
     # The conversation is usable again right away.
-    fake_anthropic.reset(FakeConfig(interval=0.001, deltas=3))
+    fake_anthropic.reset(QUICK)
     await sock.send("send", "Again")
     _, next_id = await sock.turn_started()
     assert await sock.finished(next_id) == "complete"

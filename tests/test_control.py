@@ -15,12 +15,11 @@ from django.urls import reverse
 from django.utils import timezone
 
 from chat.models import Conversation, Message
-from tests.conftest import BATCH, SocketFactory
-from tests.fake_anthropic import FakeAnthropicServer, FakeConfig
+from chat.testing.fake_anthropic import FakeAnthropicServer
+from tests.helpers import BATCH, QUICK, SLOW, SocketFactory, start_slow_reply
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-SLOW = FakeConfig(interval=0.02, deltas=300)
 SNAPSHOT_BODY = re.compile(r'<div class="msg-body" id="msg-(\d+)-body"[^>]*>(.*?)</div>', re.DOTALL)
 
 
@@ -49,12 +48,9 @@ async def test_second_tab_follows_the_reply_and_its_stop_closes_upstream(
     conversation: Conversation,
     user: User,
 ) -> None:
-    fake_anthropic.reset(SLOW)
     owner = await chat_socket(conversation, user)
-    await owner.send("send", "Tell me everything")
-    _, reply_id = await owner.turn_started()
-    record = await fake_anthropic.await_request()
-    await fake_anthropic.await_delta(record, 5)
+    started = await start_slow_reply(owner, fake_anthropic, "Tell me everything", deltas=5)
+    reply_id, record = started.reply_id, started.record
 
     follower = await chat_socket(conversation, user)  # opens mid-reply
     await follower.until(rf'id="msg-{reply_id}-body" hx-swap-oob="beforeend"')  # live batches
@@ -83,13 +79,10 @@ async def test_a_page_rendered_before_a_turn_started_is_caught_up_when_its_socke
     conversation: Conversation,
     user: User,
 ) -> None:
-    fake_anthropic.reset(SLOW)
     page_newest = 0  # the second page was rendered while the conversation was empty
     owner = await chat_socket(conversation, user)
-    await owner.send("send", "Tell me everything")
-    user_id, reply_id = await owner.turn_started()
-    record = await fake_anthropic.await_request()
-    await fake_anthropic.await_delta(record, 5)
+    started = await start_slow_reply(owner, fake_anthropic, "Tell me everything", deltas=5)
+    user_id, reply_id = started.user_id, started.reply_id
 
     late = await chat_socket(conversation, user, after=page_newest)
     caught_up = await late.until(r'(?s)<div id="messages" hx-swap-oob="innerHTML">(.*)</div>')
@@ -122,12 +115,9 @@ async def test_stop_and_send_from_the_second_tab_keeps_the_order(
     conversation: Conversation,
     user: User,
 ) -> None:
-    fake_anthropic.reset(SLOW)
     owner = await chat_socket(conversation, user)
     follower = await chat_socket(conversation, user)
-    await owner.send("send", "First")
-    _, first_reply = await owner.turn_started()
-    await owner.until(rf'id="msg-{first_reply}-body" hx-swap-oob="beforeend"')
+    first_reply = (await start_slow_reply(owner, fake_anthropic, "First")).reply_id
     fake_anthropic.update_config(interval=0.001, deltas=3)
     await follower.send("stop_and_send", "Second, from the other tab")
     assert await owner.finished(first_reply) == "interrupted"
@@ -150,12 +140,9 @@ async def test_http_stop_answers_with_the_outcome_and_closes_upstream(
     conversation: Conversation,
     user: User,
 ) -> None:
-    fake_anthropic.reset(SLOW)
     sock = await chat_socket(conversation, user)
-    await sock.send("send", "Go")
-    _, reply_id = await sock.turn_started()
-    record = await fake_anthropic.await_request()
-    await fake_anthropic.await_delta(record, 5)
+    started = await start_slow_reply(sock, fake_anthropic, "Go", deltas=5)
+    reply_id, record = started.reply_id, started.record
 
     client = await signed_in(user)
     url = reverse("chat:conversation_stop", kwargs={"conversation_id": conversation.pk})
@@ -296,7 +283,7 @@ async def test_new_settings_apply_to_the_next_reply_of_an_already_open_socket(
     conversation: Conversation,
     user: User,
 ) -> None:
-    fake_anthropic.reset(FakeConfig(interval=0.001, deltas=3))
+    fake_anthropic.reset(QUICK)
     sock = await chat_socket(conversation, user)  # opened before the change
     await Conversation.objects.filter(pk=conversation.pk).aupdate(
         model="claude-haiku-4-5", system_prompt="Answer like a pirate."
@@ -320,12 +307,9 @@ async def test_a_live_reply_closed_elsewhere_stops_streaming_at_its_next_checkpo
     """A stop that gave up waiting for a slow owner (or a reaper that misjudged it) has closed
     the reply in the database: the owner, still alive, must stop spending tokens on it."""
     settings.CHAT_CHECKPOINT_INTERVAL = 0.2  # type: ignore[attr-defined]
-    fake_anthropic.reset(SLOW)
     sock = await chat_socket(conversation, user)
-    await sock.send("send", "Go on")
-    _, reply_id = await sock.turn_started()
-    record = await fake_anthropic.await_request()
-    await fake_anthropic.await_delta(record, 2)
+    started = await start_slow_reply(sock, fake_anthropic, "Go on", deltas=2)
+    reply_id, record = started.reply_id, started.record
     closed_at = time.monotonic()
     await Message.objects.filter(pk=reply_id).aupdate(
         status=Message.Status.INTERRUPTED, stop_reason=Message.StopReason.SERVER_RESTART

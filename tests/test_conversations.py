@@ -19,8 +19,8 @@ from chat.data import selectors
 from chat.data.pricing import ModelTotals, format_usd, usage_from_totals
 from chat.models import Conversation, Message
 from chat.replies import stops
-from tests.conftest import SocketFactory
-from tests.fake_anthropic import FakeAnthropicServer, FakeConfig
+from chat.testing.fake_anthropic import FakeAnthropicServer
+from tests.helpers import SocketFactory, start_slow_reply
 
 TITLE_ID = re.compile(r'id="conv-([0-9a-f-]{36})-title"')
 
@@ -391,12 +391,8 @@ async def test_deleting_while_a_reply_streams_stops_it_upstream_and_leaves_nothi
     user: User,
     conversation: Conversation,
 ) -> None:
-    fake_anthropic.reset(FakeConfig(interval=0.02, deltas=300))
     owner = await chat_socket(conversation, user)
-    await owner.send("send", "Tell me everything")
-    await owner.turn_started()
-    record = await fake_anthropic.await_request()
-    await fake_anthropic.await_delta(record, 5)
+    record = (await start_slow_reply(owner, fake_anthropic, "Tell me everything", deltas=5)).record
     client = AsyncClient()
     await client.aforce_login(user)
 

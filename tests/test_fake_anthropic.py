@@ -12,7 +12,6 @@ import asyncio
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ import anthropic
 import httpx2
 import pytest
 
-from tests.fake_anthropic import (
+from chat.testing.fake_anthropic import (
     FakeAnthropicControl,
     FakeAnthropicServer,
     FakeConfig,
@@ -30,21 +29,6 @@ from tests.fake_anthropic import (
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MODEL = "claude-fake-model"
-
-
-@pytest.fixture
-def server() -> Iterator[FakeAnthropicServer]:
-    """A fresh in-process fake per test, fast enough that whole replies take ~50 ms."""
-    with FakeAnthropicServer(FakeConfig(interval=0.005, deltas=10)) as srv:
-        yield srv
-
-
-@pytest.fixture
-async def sdk_client(server: FakeAnthropicServer) -> AsyncIterator[anthropic.AsyncAnthropic]:
-    """The real async SDK pointed at the fake; no retries unless a test asks for them."""
-    sdk = anthropic.AsyncAnthropic(base_url=server.base_url, api_key="test-key", max_retries=0)
-    yield sdk
-    await sdk.close()
 
 
 def _messages(text: str) -> list[dict[str, Any]]:
@@ -436,12 +420,12 @@ def test_sync_waiters_and_reset() -> None:
 
 
 async def test_standalone_process_and_control_endpoints() -> None:
-    """``python -m tests.fake_anthropic --port 0`` prints its URL, serves the SDK, and
+    """``python -m chat.testing.fake_anthropic --port 0`` prints its URL, serves the SDK, and
     reports/accepts config over ``/_fake/*`` for tests running the app in another process."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "tests.fake_anthropic",
+        "chat.testing.fake_anthropic",
         "--port",
         "0",
         "--interval",

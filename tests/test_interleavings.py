@@ -42,8 +42,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from chat.models import Conversation, Message
-from tests.conftest import BATCH, ChatSocket, SocketFactory
-from tests.fake_anthropic import FakeAnthropicServer, FakeConfig
+from chat.testing.fake_anthropic import FakeAnthropicServer, FakeConfig
+from tests.helpers import BATCH, ChatSocket, SocketFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -1,11 +1,10 @@
-"""Limits: replies streaming at once and messages a minute per user, frame floods, a 1 MB
-frame through daphne, and a history longer than the model's context window."""
+"""Limits: replies streaming at once and messages a minute per user, frame floods, and a history
+longer than the model's context window. (A 1 MB frame through daphne: tests/live/test_limits.py.)"""
 
 from __future__ import annotations
 
 import asyncio
-import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
@@ -13,16 +12,8 @@ from django.contrib.auth.models import User
 from chat.models import Conversation, Message
 from chat.providers import ChatTurn
 from chat.replies.context import ContextTooSmall, estimate_prompt_tokens, fit_history
-from tests.conftest import SocketFactory
-from tests.fake_anthropic import FakeAnthropicServer, FakeConfig
-from tests.live_client import Session, Tab
-
-if TYPE_CHECKING:
-    from tests.live import LiveApp
-
-pytest_plugins = ("tests.live",)
-
-SLOW = FakeConfig(interval=0.02, deltas=300)
+from chat.testing.fake_anthropic import FakeAnthropicServer
+from tests.helpers import QUICK, SLOW, SocketFactory
 
 
 async def count_messages(user: User) -> int:
@@ -68,7 +59,7 @@ async def test_messages_a_minute_are_limited_per_user_and_the_refused_one_is_not
     settings: Any,
 ) -> None:
     settings.CHAT_MESSAGES_PER_MINUTE = 2
-    fake_anthropic.reset(FakeConfig(interval=0.001, deltas=3))
+    fake_anthropic.reset(QUICK)
     sock = await chat_socket(conversation, user)
     for text in ("one", "two"):
         await sock.send("send", text)
@@ -139,7 +130,7 @@ async def test_a_history_longer_than_the_context_window_is_trimmed_oldest_first_
 ) -> None:
     settings.CHAT_CONTEXT_TOKENS = 2000
     settings.CHAT_MAX_TOKENS = 500
-    fake_anthropic.reset(FakeConfig(interval=0.001, deltas=3))
+    fake_anthropic.reset(QUICK)
     for n in range(10):  # ten exchanges of ~200 estimated tokens a message
         await Message.objects.acreate(
             conversation=conversation, role="user", content=f"q{n} " * 150
@@ -194,27 +185,3 @@ def test_fit_history_keeps_the_newest_turns_and_starts_with_the_user() -> None:
     assert fitted.turns == turns[2:] and fitted.dropped == 2
     with pytest.raises(ContextTooSmall):
         fit_history([ChatTurn("user", "x" * 3000)], context_tokens=500, max_tokens=100, system="")
-
-
-def test_a_1_mb_frame_through_daphne_gets_a_clear_error_and_the_socket_stays_usable(
-    live_app: LiveApp,
-) -> None:
-    async def scenario() -> None:
-        session = Session(live_app.base_url)
-        session.sign_in(live_app.username, live_app.password)
-        conversation = session.new_conversation()
-        tab = await Tab.open(live_app.base_url, conversation, session)
-        try:
-            await tab.ws.send(json.dumps({"action": "send", "message": "x" * 1_000_000}))
-            await tab.until(r"That message is too long")
-            await tab.ws.send(b"\x00\x01binary")
-            await tab.until(r"Binary frames are not accepted")
-            assert not tab.closed.is_set()
-            await tab.send("send", "[[fake:deltas=3,interval=0.001]] still here?")
-            reply = await tab.turn_started()
-            assert await tab.finished(reply) == "complete"
-        finally:
-            await tab.close()
-        assert [m["role"] for m in live_app.messages(conversation)] == ["user", "assistant"]
-
-    asyncio.run(scenario())

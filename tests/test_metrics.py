@@ -14,28 +14,18 @@ from django.urls import reverse
 
 from chat.data.reply_metrics import STOP_DURATION_WINDOW, _nearest_rank, compute_reply_metrics
 from chat.models import Conversation, Message
+from tests.helpers import METRICS_MAX_TOKENS
 
-pytestmark = pytest.mark.django_db
+# CHAT_MAX_TOKENS is METRICS_MAX_TOKENS (the figures below are worked out with it), and no token.
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("metrics_settings")]
 # /metrics reads through database_sync_to_async, which closes the connection of a test wrapped in
 # a transaction on PostgreSQL (SQLite's in-memory test database survives it): real transactions.
 ASYNC_DB = pytest.mark.django_db(transaction=True)
 
 T0 = datetime.datetime(2026, 1, 5, 12, 0, tzinfo=datetime.UTC)
-FALLBACK_MAX_TOKENS = 2000
 TOKEN = "metrics-token-7f3a9c-very-secret"
 SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{([^}]*)\})? (\S+)$")
 LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="([^"]*)"')
-
-
-@pytest.fixture(autouse=True)
-def metrics_settings(settings: Any) -> None:
-    settings.CHAT_MAX_TOKENS = FALLBACK_MAX_TOKENS
-    settings.CHAT_METRICS_TOKEN = ""
-
-
-@pytest.fixture
-def staff(django_user_model: type[User]) -> User:
-    return django_user_model.objects.create_superuser("root", password="admin-pass-123")
 
 
 def reply(
@@ -66,8 +56,7 @@ def reply(
     return message
 
 
-@pytest.fixture
-def outcomes(conversation: Conversation) -> None:
+def add_outcomes(conversation: Conversation) -> None:
     """Every outcome, with known times and tokens (figures worked out in the tests below)."""
     Message.objects.create(conversation=conversation, role="user", content="Q1")
     Message.objects.create(conversation=conversation, role="user", content="Q2")
@@ -127,7 +116,8 @@ def test_nearest_rank_percentiles() -> None:
     assert _nearest_rank([float(v) for v in range(1, 71)], 90) == 63.0
 
 
-def test_counts_of_every_outcome(outcomes: None) -> None:
+def test_counts_of_every_outcome(conversation: Conversation) -> None:
+    add_outcomes(conversation)
     m = compute_reply_metrics()
     assert m.started == 14  # assistant replies only; the two user messages are not counted
     assert (m.streaming, m.completed, m.errored) == (1, 3, 1)
@@ -143,7 +133,8 @@ def test_counts_of_every_outcome(outcomes: None) -> None:
     assert m.started == m.streaming + outcomes_sum
 
 
-def test_stop_durations_are_nearest_rank_over_user_stops(outcomes: None) -> None:
+def test_stop_durations_are_nearest_rank_over_user_stops(conversation: Conversation) -> None:
+    add_outcomes(conversation)
     m = compute_reply_metrics()
     # User stops only: [1, 2, 3, 4, 10] s. Median rank ceil(2.5) = 3; p90 rank ceil(4.5) = 5.
     assert (m.stop_window, m.stop_sample) == (STOP_DURATION_WINDOW, 5) == (1000, 5)
@@ -153,7 +144,8 @@ def test_stop_durations_are_nearest_rank_over_user_stops(outcomes: None) -> None
     assert m.stop_seconds_sum == pytest.approx(20.0)
 
 
-def test_stop_durations_cover_the_most_recent_stops_only(outcomes: None) -> None:
+def test_stop_durations_cover_the_most_recent_stops_only(conversation: Conversation) -> None:
+    add_outcomes(conversation)
     m = compute_reply_metrics(window=2)
     # The two stops that finished last: started at 400 s (3 s) and 300 s (2 s).
     assert m.stop_sample == 2
@@ -161,15 +153,19 @@ def test_stop_durations_cover_the_most_recent_stops_only(outcomes: None) -> None
     assert m.stop_seconds_count == 5  # _count and _sum still cover every user stop
 
 
-def test_tokens_not_generated_is_an_upper_bound_with_the_fallback(outcomes: None) -> None:
+def test_tokens_not_generated_is_an_upper_bound_with_the_fallback(
+    conversation: Conversation,
+) -> None:
+    add_outcomes(conversation)
     m = compute_reply_metrics()
     # User stops 900 + 1960 + 0 + 1000 + 300, disconnects 750 + 2000; two rows use the fallback.
     assert m.tokens_not_generated_upper_bound == 6910
     assert m.stopped_without_max_tokens == 2
-    assert m.default_max_tokens == FALLBACK_MAX_TOKENS
+    assert m.default_max_tokens == METRICS_MAX_TOKENS
 
 
-def test_output_tokens_split_reported_and_estimated(outcomes: None) -> None:
+def test_output_tokens_split_reported_and_estimated(conversation: Conversation) -> None:
+    add_outcomes(conversation)
     m = compute_reply_metrics()
     assert m.output_tokens_reported == 350
     assert m.output_tokens_estimated == 220 + 250 + 10 + 5 + 3
@@ -194,7 +190,10 @@ def figure(page: str, row_id: str) -> str:
     return match.group(1)
 
 
-def test_admin_page_shows_the_figures(client: Client, staff: User, outcomes: None) -> None:
+def test_admin_page_shows_the_figures(
+    client: Client, staff: User, conversation: Conversation
+) -> None:
+    add_outcomes(conversation)
     client.force_login(staff)
     response = client.get("/admin/chat/metrics/")
     assert response.status_code == 200
@@ -217,7 +216,7 @@ def test_admin_page_shows_the_figures(client: Client, staff: User, outcomes: Non
     }
     assert {row: figure(page, row) for row in expected} == expected
     assert "Output tokens not generated thanks to stops (upper bound)" in page
-    assert f"<code>CHAT_MAX_TOKENS</code> = {FALLBACK_MAX_TOKENS} (2 of them)" in page
+    assert f"<code>CHAT_MAX_TOKENS</code> = {METRICS_MAX_TOKENS} (2 of them)" in page
     assert 'href="/metrics"' in page
     assert '<a href="/admin/">Home</a>' in page  # breadcrumbs
 
@@ -282,7 +281,8 @@ def sample(
 
 
 @ASYNC_DB
-def test_metrics_for_staff(client: Client, staff: User, outcomes: None) -> None:
+def test_metrics_for_staff(client: Client, staff: User, conversation: Conversation) -> None:
+    add_outcomes(conversation)
     client.force_login(staff)
     response = client.get("/metrics")
     assert response.status_code == 200
@@ -334,7 +334,10 @@ def test_metrics_without_stops_report_nan_quantiles(client: Client, staff: User)
 
 
 @ASYNC_DB
-def test_metrics_with_the_bearer_token(client: Client, settings: Any, outcomes: None) -> None:
+def test_metrics_with_the_bearer_token(
+    client: Client, settings: Any, conversation: Conversation
+) -> None:
+    add_outcomes(conversation)
     settings.CHAT_METRICS_TOKEN = TOKEN
     response = client.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
     assert response.status_code == 200
@@ -357,8 +360,9 @@ def test_metrics_with_the_bearer_token(client: Client, settings: Any, outcomes: 
     ],
 )
 def test_metrics_refuse_without_a_valid_token(
-    client: Client, settings: Any, outcomes: None, authorization: str | None
+    client: Client, settings: Any, conversation: Conversation, authorization: str | None
 ) -> None:
+    add_outcomes(conversation)
     settings.CHAT_METRICS_TOKEN = TOKEN
     headers = {} if authorization is None else {"Authorization": authorization}
     response = client.get("/metrics", headers=headers)

@@ -8,7 +8,8 @@ import time
 from chat.providers import ChatTurn, StreamEnd, StreamStart, TextDelta
 from chat.providers.anthropic import AnthropicProvider
 from chat.providers.demo import DEMO_ANSWER, DemoProvider
-from tests.fake_anthropic import FakeAnthropicServer, FakeConfig
+from chat.testing.fake_anthropic import FakeAnthropicServer, FakeConfig
+from tests.helpers import SLOW
 
 HISTORY = [ChatTurn("user", "Hello")]
 
@@ -35,7 +36,7 @@ async def test_anthropic_provider_streams_start_text_and_real_usage(
 async def test_cancelling_the_anthropic_stream_closes_the_connection_at_once(
     fake_server: FakeAnthropicServer,
 ) -> None:
-    fake_server.reset(FakeConfig(interval=0.02, deltas=300))
+    fake_server.reset(SLOW)
     provider = AnthropicProvider(api_key="k", base_url=fake_server.base_url)
 
     async def consume() -> None:

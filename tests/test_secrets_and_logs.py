@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,10 +30,9 @@ from django.contrib.auth.models import User
 from django.test import AsyncClient
 from django.urls import reverse
 
-import chat.providers.anthropic  # noqa: F401  (the SDK's loggers exist before levels are set)
 from chat.models import Conversation, Message
-from tests.conftest import TEST_API_KEY, ChatSocket, SocketFactory
-from tests.fake_anthropic import FakeAnthropicServer, FakeConfig
+from chat.testing.fake_anthropic import FakeAnthropicServer, FakeConfig
+from tests.helpers import TEST_API_KEY, ChatSocket, SocketFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -54,27 +52,6 @@ REPLY_PHRASE = "Periwinkle lighthouse saxophone"
 
 
 # --- capturing every log record -------------------------------------------------------------
-
-
-@pytest.fixture
-def all_logs(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
-    """caplog at DEBUG for every logger: the root, every logger with a level of its own (the
-    `chat` logger is at INFO in settings), and the ones that do not propagate to the root."""
-    caplog.set_level(logging.DEBUG)
-    added: list[logging.Logger] = []
-    for name, logger in list(logging.root.manager.loggerDict.items()):
-        if not isinstance(logger, logging.Logger):
-            continue
-        if logger.level != logging.NOTSET:
-            caplog.set_level(logging.DEBUG, logger=name)
-        if not logger.propagate and caplog.handler not in logger.handlers:
-            logger.addHandler(caplog.handler)
-            added.append(logger)
-    assert logging.getLogger("chat.replies.reply").isEnabledFor(logging.DEBUG)
-    assert logging.getLogger("anthropic._base_client").isEnabledFor(logging.DEBUG)
-    yield caplog
-    for logger in added:
-        logger.removeHandler(caplog.handler)
 
 
 def record_texts(record: logging.LogRecord) -> list[str]:
@@ -103,12 +80,6 @@ def assert_no_secret_in_logs(caplog: pytest.LogCaptureFixture) -> None:
 
 
 # --- what the browser and the admins can see ------------------------------------------------
-
-
-@pytest.fixture
-def staff(django_user_model: type[User]) -> User:
-    # No password (nothing to hash): the clients below sign in with force_login.
-    return django_user_model.objects.create_superuser("root", password=None)
 
 
 async def drain(sock: ChatSocket) -> None:

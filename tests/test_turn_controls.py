@@ -13,8 +13,8 @@ from chat.models import Conversation, Message
 from chat.providers.anthropic import AnthropicProvider
 from chat.providers.demo import DemoProvider
 from chat.replies import titles
-from tests.conftest import TEST_API_KEY, ChatSocket, SocketFactory
-from tests.fake_anthropic import FakeAnthropicServer, FakeConfig
+from chat.testing.fake_anthropic import FakeAnthropicServer, FakeConfig
+from tests.helpers import SLOW, TEST_API_KEY, ChatSocket, SocketFactory, start_slow_reply
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -93,11 +93,8 @@ async def test_continue_streams_on_from_the_cut_and_keeps_one_bubble_with_all_it
     conversation: Conversation,
     user: User,
 ) -> None:
-    fake_anthropic.reset(FakeConfig(interval=0.02, deltas=300))
     sock = await chat_socket(conversation, user)
-    await sock.send("send", "Write a long essay")
-    _, reply_id = await sock.turn_started()
-    await sock.until(rf'id="msg-{reply_id}-body" hx-swap-oob="beforeend"')
+    reply_id = (await start_slow_reply(sock, fake_anthropic, "Write a long essay")).reply_id
     await sock.send("stop")
     assert await sock.finished(reply_id) == "interrupted"
     cut = await Message.objects.aget(pk=reply_id)
@@ -133,11 +130,8 @@ async def test_stopping_a_continuation_keeps_the_old_text_and_what_was_shown_of_
     conversation: Conversation,
     user: User,
 ) -> None:
-    fake_anthropic.reset(FakeConfig(interval=0.02, deltas=300))
     sock = await chat_socket(conversation, user)
-    await sock.send("send", "Go on and on")
-    _, reply_id = await sock.turn_started()
-    await sock.until(rf'id="msg-{reply_id}-body" hx-swap-oob="beforeend"')
+    reply_id = (await start_slow_reply(sock, fake_anthropic, "Go on and on")).reply_id
     await sock.send("stop")
     assert await sock.finished(reply_id) == "interrupted"
     partial = (await Message.objects.aget(pk=reply_id)).content.rstrip()
@@ -181,7 +175,7 @@ async def test_controls_wait_for_a_streaming_reply_to_be_stopped(
     conversation: Conversation,
     user: User,
 ) -> None:
-    fake_anthropic.reset(FakeConfig(interval=0.02, deltas=300))
+    fake_anthropic.reset(SLOW)
     sock = await chat_socket(conversation, user)
     await sock.send("send", "Long one")
     _, reply_id = await sock.turn_started()

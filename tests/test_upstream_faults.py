@@ -12,8 +12,8 @@ import pytest
 from django.contrib.auth.models import User
 
 from chat.models import Conversation, Message
-from tests.conftest import SocketFactory
-from tests.fake_anthropic import FakeAnthropicServer, FakeConfig
+from chat.testing.fake_anthropic import FakeAnthropicServer, FakeConfig
+from tests.helpers import SocketFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

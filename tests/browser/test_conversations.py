@@ -1,6 +1,6 @@
 """The conversations sidebar, rename, delete and search, in a real Chromium against daphne.
 
-Same machinery as tests/test_browser.py (its fixtures and helpers are imported from there): the
+Same machinery as tests/browser/test_chat.py (fixtures in tests/browser/conftest.py): the
 app runs in its own process, its SQLite file is read directly, and any console error or page
 exception fails the test. The live database is shared by the session, so each test recognises
 its own conversations by id or by a word no other test uses.
@@ -10,37 +10,23 @@ from __future__ import annotations
 
 import re
 import secrets
-from typing import TYPE_CHECKING
 
 import pytest
+from playwright.sync_api import Page, expect
 
-from tests import test_browser
-from tests.test_browser import (
-    QUICK,
+from chat.testing.fake_anthropic import FakeAnthropicControl
+from chat.testing.live import LiveApp, create_user
+from tests.browser.helpers import (
     SCREENSHOTS,
-    expect,
+    ContextFactory,
     expect_complete,
     new_chat,
     send_with_enter,
     sign_in,
 )
-
-if TYPE_CHECKING:
-    from playwright.sync_api import Page
-
-    from tests.fake_anthropic import FakeAnthropicControl
-    from tests.live import LiveApp
-    from tests.test_browser import ContextFactory
+from tests.helpers import QUICK_REPLY
 
 pytestmark = pytest.mark.browser
-pytest_plugins = ("tests.live",)  # the live_app and live_fake_anthropic fixtures
-
-# tests/test_browser.py's fixtures, made this module's: one Chromium for the module, the fake
-# model back to its defaults, and pages whose console errors fail the test.
-chromium = test_browser.chromium
-fake = test_browser.fake
-new_context = test_browser.new_context
-page = test_browser.page
 
 
 ANSWER = (
@@ -67,7 +53,7 @@ def sidebar_ids(page: Page) -> list[str]:
 def chat_once(page: Page, text: str) -> str:
     """A new conversation (from the button on the page) with one complete exchange; its id."""
     conversation = new_chat(page)
-    _, reply = send_with_enter(page, f"{QUICK} {text}")
+    _, reply = send_with_enter(page, f"{QUICK_REPLY} {text}")
     expect_complete(page, reply)
     return conversation
 
@@ -282,7 +268,6 @@ def test_search_finds_a_word_that_is_only_in_a_messages_text(
 def test_screenshots_of_the_chat_page_with_the_sidebar_in_light_and_dark(
     new_context: ContextFactory, live_app: LiveApp, fake: FakeAnthropicControl
 ) -> None:
-    from tests.live import create_user
 
     # A user of its own, so that the sidebar shows only these conversations.
     username, password = "sidebar-shots", f"shots-{secrets.token_urlsafe(8)}"

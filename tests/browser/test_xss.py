@@ -6,33 +6,16 @@ for both, and for any element carrying an event handler or a script URL."""
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
 
 import pytest
-
-from tests.fake_anthropic import FakeAnthropicControl
-from tests.test_browser import (
-    QUICK,
-    chromium,
-    expect_complete,
-    fake,
-    new_chat,
-    new_context,
-    page,
-    send_with_enter,
-    sign_in,
-)
-
-if TYPE_CHECKING:
-    from tests.live import LiveApp
-
-# (Importing tests.test_browser has skipped this module already where Playwright is missing.)
 from playwright.sync_api import Page, expect
 
-__all__ = ["chromium", "fake", "new_context", "page"]
+from chat.testing.fake_anthropic import FakeAnthropicControl
+from chat.testing.live import LiveApp, create_user
+from tests.browser.helpers import expect_complete, new_chat, send_with_enter, sign_in
+from tests.helpers import QUICK_REPLY
 
 pytestmark = pytest.mark.browser
-pytest_plugins = ("tests.live",)
 
 CORPUS = [
     "<script>window.__xss=1</script>",
@@ -95,7 +78,7 @@ def test_hostile_model_output_user_text_and_titles_never_run(
         # The model answers with the payload; the user's message carries it too (and the first
         # one becomes the conversation's title, in the heading, the sidebar and <title>).
         fake.set_config(text=payload, deltas=min(12, len(payload)), interval=0.005)
-        _, reply = send_with_enter(page, f"{payload} {QUICK} #{n}")
+        _, reply = send_with_enter(page, f"{payload} {QUICK_REPLY} #{n}")
         expect_complete(page, reply)
         source = page.locator(f"#msg-{reply} template.msg-source")
         assert source.evaluate("t => t.content.textContent") == payload
@@ -123,14 +106,13 @@ def test_hostile_model_output_user_text_and_titles_never_run(
 def test_hostile_conversations_are_inert_in_the_admin(
     new_context: object, live_app: LiveApp, fake: FakeAnthropicControl
 ) -> None:
-    from tests.live import create_user
 
     create_user(live_app.env, "xss-staff", "staff-password-123", staff=True)
     user_page: Page = new_context().new_page()  # type: ignore[operator]
     sign_in(user_page, live_app)
     new_chat(user_page)
     fake.set_config(text=CORPUS[1] + " " + CORPUS[4], deltas=4, interval=0.005)
-    _, reply = send_with_enter(user_page, f"{CORPUS[0]} {CORPUS[5]} {QUICK}")
+    _, reply = send_with_enter(user_page, f"{CORPUS[0]} {CORPUS[5]} {QUICK_REPLY}")
     expect_complete(user_page, reply)
 
     admin: Page = new_context().new_page()  # type: ignore[operator]

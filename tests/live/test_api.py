@@ -7,119 +7,25 @@ from __future__ import annotations
 
 import asyncio
 import json
-import secrets
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.live import (
-    REPO_ROOT,
-    FakeProcess,
-    LiveApp,
-    app_env,
-    create_user,
-    manage,
-    start_daphne,
-)
-from tests.live_client import Session
+from chat.testing.live import REPO_ROOT
+from chat.testing.live_client import Session
+from tests.helpers import SLOW_REPLY
+from tests.live.helpers import CONCURRENT, Api
 
-pytest_plugins = ("tests.live",)
-
-#: The API's replies streaming at once per user, in this file's server (for the 429 test).
-CONCURRENT = 2
-SLOW = "[[fake:interval=0.02,deltas=400]]"
+#: A whole reply of 12 deltas ("[complete: 12 tokens out]" in the README example's output).
 QUICK = "[[fake:interval=0.002,deltas=12]]"
-
-SETUP = """
-import json, sys
-import django
-django.setup()
-from chat.data import services
-from chat.data import api_tokens
-from django.contrib.auth.models import User
-alice = User.objects.get(username="alice")
-bob = User.objects.get(username="bob")
-_, alice_token = api_tokens.token_create(user=alice, name="tests")
-revoked, revoked_token = api_tokens.token_create(user=alice, name="revoked")
-api_tokens.token_revoke(user=alice, token_id=revoked.pk)
-bobs = services.conversation_create(user=bob, title="Bob's private chat")
-print(json.dumps({"token": alice_token, "revoked": revoked_token, "bobs": str(bobs.pk)}))
-"""
-
-
-@dataclass
-class Api:
-    app: LiveApp
-    token: str
-    revoked_token: str
-    bobs_conversation: str
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
-
-    def client(self, **kwargs: Any) -> httpx.AsyncClient:
-        return httpx.AsyncClient(
-            base_url=self.app.base_url, headers=self.headers, trust_env=False, timeout=30, **kwargs
-        )
-
-    def fake_requests(self, n: int) -> list[Any]:
-        return self.app.fake_control.requests(n)
-
-
-@pytest.fixture(scope="module")
-def api(live_fake_anthropic: FakeProcess) -> Iterator[Api]:
-    """Its own daphne and SQLite database: replies at once are limited to CONCURRENT here."""
-    tmp_dir = Path(tempfile.mkdtemp(prefix="stopchat-api-"))
-    db_path = tmp_dir / "api.db"
-    env = app_env(
-        database_url=f"sqlite:///{db_path}",
-        anthropic_base_url=live_fake_anthropic.base_url,
-        CHAT_MAX_CONCURRENT_REPLIES=str(CONCURRENT),
-    )
-    manage(env, "migrate", "--noinput")
-    password = f"live-{secrets.token_urlsafe(12)}"
-    create_user(env, "alice", password)
-    create_user(env, "bob", password)
-    made = subprocess.run(
-        [sys.executable, "-c", SETUP],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    )
-    ids = json.loads(made.stdout.strip().splitlines()[-1])
-    server = start_daphne(env, log_path=tmp_dir / "daphne.log")
-    app = LiveApp(
-        server=server,
-        username="alice",
-        password=password,
-        db_path=db_path,
-        fake=live_fake_anthropic,
-        env=env,
-        tmp_dir=tmp_dir,
-    )
-    try:
-        yield Api(app, ids["token"], ids["revoked"], ids["bobs"])
-    finally:
-        server.stop()
-
-
-@pytest.fixture(autouse=True)
-def _fresh_fake(live_fake_anthropic: FakeProcess) -> None:
-    live_fake_anthropic.restore()
 
 
 async def events(response: httpx.Response) -> AsyncIterator[tuple[str, dict[str, Any]]]:
@@ -201,7 +107,9 @@ async def test_hanging_up_mid_reply_closes_the_upstream_within_100_ms_and_saves_
         cid = await new_conversation(client)
         received = ""
         async with client.stream(
-            "POST", f"/api/conversations/{cid}/messages/", json={"message": f"Long {SLOW}"}
+            "POST",
+            f"/api/conversations/{cid}/messages/",
+            json={"message": f"Long {SLOW_REPLY}"},
         ) as response:
             batches = 0
             async for name, data in events(response):
@@ -258,7 +166,9 @@ async def _stream_until_text(
 
     async def run() -> None:
         async with client.stream(
-            "POST", f"/api/conversations/{cid}/messages/", json={"message": f"Slow {SLOW}"}
+            "POST",
+            f"/api/conversations/{cid}/messages/",
+            json={"message": f"Slow {SLOW_REPLY}"},
         ) as response:
             assert response.status_code == 200, await response.aread()
             async for event in events(response):
@@ -453,7 +363,7 @@ def test_the_readmes_python_example_streams_a_reply_and_its_ctrl_c_stops_it(
 
     api.app.fake.restore()
     process = subprocess.Popen(
-        [sys.executable, str(script), f"Long {SLOW}"],
+        [sys.executable, str(script), f"Long {SLOW_REPLY}"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -1,23 +1,28 @@
-"""The app as a real server: daphne in a subprocess, talking to a standalone fake Anthropic.
+"""The app as real processes: daphne in a subprocess, talking to a standalone fake Anthropic.
 
 Why: a browser needs a real HTTP + WebSocket server, and "Stop really stops the model" is only
 proven when the model's side of the wire (the fake) sees the app hang up. Nothing here touches
-Django's ORM in the test process (pytest-django's test database is never used); the live
-server has its own database, read back with ``LiveApp.query``.
+Django's ORM in the calling process; a live server has its own database, read back with
+``LiveApp.query`` (SQLite) or ``postgres_rows``.
 
-Building blocks (reusable, e.g. for two daphne processes sharing Redis/PostgreSQL)::
+Building blocks (used by tests/ and bench/, e.g. for two daphne processes sharing Redis and
+PostgreSQL)::
 
     fake = start_fake_anthropic()                    # FakeProcess (.base_url, .control, .stop())
-    env = app_env(database_url=..., anthropic_base_url=fake.base_url, REDIS_URL=...)
-    manage(env, "migrate", "--noinput")
-    create_user(env, "alice", "secret")
-    with run_daphne(env, port=None, log_path=...) as server:   # DaphneProcess
-        server.base_url ...
+    with fresh_postgres_database() as database_url:  # or sqlite:///...
+        env = app_env(database_url=database_url, anthropic_base_url=fake.base_url,
+                      REDIS_URL=...)
+        manage(env, "migrate", "--noinput")
+        create_user(env, "alice", "secret")
+        with run_daphne(env, port=None, log_path=...) as server:   # DaphneProcess
+            server.base_url ...
 
-Fixtures: ``live_fake_anthropic`` (session, a ``FakeProcess``) and ``live_app`` (session, a
-``LiveApp``). A test module gets them with ``pytest_plugins = ("tests.live",)`` (keep the
-``LiveApp`` import under ``TYPE_CHECKING`` so pytest can still assert-rewrite this module).
-``LiveApp.query`` reads SQLite; a PostgreSQL setup needs its own reader.
+    app = start_live_app(fake)       # daphne on its own SQLite file, one user: a LiveApp
+    ...
+    app.stop(); app.remove_files()
+
+The pytest fixtures built on these (``live_fake_anthropic``, ``live_app``) are in
+tests/conftest.py.
 """
 
 from __future__ import annotations
@@ -36,26 +41,33 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
+import psycopg
 
-from tests.fake_anthropic import FakeAnthropicControl
+from chat.testing.fake_anthropic import SLOW_DELTAS, SLOW_INTERVAL, FakeAnthropicControl
+from chat.testing.live_client import Session
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 #: The app's own knobs: inherited values are dropped so a developer's shell (a real API key, a
 #: REDIS_URL, a DATABASE_URL, a CHAT_* tuning) can never leak into a live test server.
 APP_ENV_PREFIXES = ("CHAT_", "DJANGO_", "ANTHROPIC_")
 APP_ENV_KEYS = frozenset({"DATABASE_URL", "REDIS_URL"})
 
-#: The fake's pace for the live server: 300 deltas 20 ms apart is a 6 s reply, long enough to
-#: type and press Stop in the middle of it, short enough that an unstopped one ends.
-FAKE_INTERVAL = 0.02
-FAKE_DELTAS = 300
+#: The fake's pace for the live server (``SLOW``: 300 deltas 20 ms apart, a 6 s reply, long
+#: enough to type and press Stop in the middle of it, short enough that an unstopped one ends).
+FAKE_INTERVAL = SLOW_INTERVAL
+FAKE_DELTAS = SLOW_DELTAS
+
+#: PostgreSQL and Redis for several processes sharing them (``make services`` starts both on
+#: 127.0.0.1); TEST_POSTGRES_URL / TEST_REDIS_URL point elsewhere.
+POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 STARTUP_TIMEOUT = 20.0
 
@@ -82,7 +94,7 @@ def _tail(path: Path, limit: int = 8000) -> str:
 
 @dataclass
 class FakeProcess:
-    """A ``python -m tests.fake_anthropic`` subprocess."""
+    """A ``python -m chat.testing.fake_anthropic`` subprocess."""
 
     process: subprocess.Popen[str]
     base_url: str
@@ -107,7 +119,7 @@ def start_fake_anthropic(
         [
             sys.executable,
             "-m",
-            "tests.fake_anthropic",
+            "chat.testing.fake_anthropic",
             "--port",
             "0",
             "--interval",
@@ -177,6 +189,9 @@ def app_env(
         # would; the per-user limits are tested on their own (tests/test_limits.py).
         "CHAT_MESSAGES_PER_MINUTE": "100000",
         "CHAT_MAX_CONCURRENT_REPLIES": "1000",
+        # A page that closes stops the reply it started at once (as before the grace existed);
+        # the grace tests set their own.
+        "CHAT_DISCONNECT_GRACE": "0",
         "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
         "PYTHONUNBUFFERED": "1",
         # The SDK (httpx) honours proxy variables: never send the fake's traffic to a proxy.
@@ -265,7 +280,8 @@ def _terminate(process: subprocess.Popen[Any], timeout: float = 5.0) -> None:
         process.wait(timeout=timeout)
 
 
-def _wait_http(url: str, process: subprocess.Popen[Any], timeout: float) -> None:
+def wait_http(url: str, process: subprocess.Popen[Any], timeout: float) -> None:
+    """Poll ``url`` until it answers 200; RuntimeError if the process exits or time runs out."""
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     deadline = time.monotonic() + timeout
     last_error: Exception | None = None
@@ -321,7 +337,7 @@ def start_daphne(
         log.close()
         server = DaphneProcess(process=process, port=chosen, log_path=log_path, host=host)
         try:
-            _wait_http(f"{server.base_url}/accounts/login/", process, timeout)
+            wait_http(f"{server.base_url}/accounts/login/", process, timeout)
             return server
         except RuntimeError as exc:
             server.stop()
@@ -393,55 +409,211 @@ class LiveApp:
     def log(self) -> str:
         return self.server.log()
 
+    def log_tail(self) -> str:
+        """The end of daphne's log, for a failure report."""
+        return _tail(self.server.log_path)
 
-@pytest.fixture(scope="session")
-def live_fake_anthropic() -> Iterator[FakeProcess]:
-    """The fake Anthropic API as its own process (300 deltas, 20 ms apart, by default)."""
-    fake = start_fake_anthropic()
-    try:
-        yield fake
-    finally:
-        fake.stop()
+    def stop(self) -> None:
+        self.server.stop()
+
+    def remove_files(self) -> None:
+        """Delete the temp dir (database, log); call after ``stop``."""
+        shutil.rmtree(self.tmp_dir, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
-def live_app(request: pytest.FixtureRequest, live_fake_anthropic: FakeProcess) -> Iterator[LiveApp]:
-    """daphne serving the app on a free port, with its own SQLite file and one user.
+def start_live_app(
+    fake: FakeProcess,
+    *,
+    name: str = "live",
+    users: Sequence[str] = ("alice",),
+    **extra: str,
+) -> LiveApp:
+    """daphne serving the app on a free port, on its own SQLite file in a new temp dir, with
+    ``users`` (all with the same fresh password; the first is ``LiveApp.username``).
 
-    If any test failed, daphne's log is written to the terminal at the end of the session and
-    the temp dir (database, log) is kept; ``LIVE_KEEP_TMP=1`` keeps it anyway.
+    ``extra`` goes to ``app_env`` (e.g. ``CHAT_MAX_CONCURRENT_REPLIES="2"``). The caller stops
+    it (``stop``) and deletes its files (``remove_files``).
     """
-    tmp_dir = Path(tempfile.mkdtemp(prefix="stopchat-live-"))
-    db_path = tmp_dir / "live.db"
-    env = app_env(
-        database_url=f"sqlite:///{db_path}", anthropic_base_url=live_fake_anthropic.base_url
-    )
-    username, password = "alice", f"live-{secrets.token_urlsafe(12)}"
-    manage(env, "migrate", "--noinput")
-    create_user(env, username, password)
-    server = start_daphne(env, log_path=tmp_dir / "daphne.log")
-    app = LiveApp(
+    tmp_dir = Path(tempfile.mkdtemp(prefix=f"stopchat-{name}-"))
+    db_path = tmp_dir / f"{name}.db"
+    env = app_env(database_url=f"sqlite:///{db_path}", anthropic_base_url=fake.base_url, **extra)
+    password = f"live-{secrets.token_urlsafe(12)}"
+    try:
+        manage(env, "migrate", "--noinput")
+        for username in users:
+            create_user(env, username, password)
+        server = start_daphne(env, log_path=tmp_dir / "daphne.log")
+    except BaseException:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        raise
+    return LiveApp(
         server=server,
-        username=username,
+        username=users[0],
         password=password,
         db_path=db_path,
-        fake=live_fake_anthropic,
+        fake=fake,
         env=env,
         tmp_dir=tmp_dir,
     )
+
+
+# --------------------------------------------------------------------------------------------
+# PostgreSQL and Redis, for several processes sharing them
+# --------------------------------------------------------------------------------------------
+
+
+def services_missing(
+    postgres_url: str = POSTGRES_URL, redis_url: str = REDIS_URL, timeout: float = 3.0
+) -> list[str]:
+    """What is not reachable of PostgreSQL and Redis (empty when both answer)."""
+    import redis
+
+    problems = []
     try:
-        yield app
+        redis.Redis.from_url(
+            redis_url, socket_timeout=timeout, socket_connect_timeout=timeout
+        ).ping()
+    except Exception as exc:
+        problems.append(f"no Redis at {redis_url} ({exc})")
+    try:
+        psycopg.connect(postgres_url, connect_timeout=int(timeout), autocommit=True).close()
+    except Exception as exc:
+        problems.append(f"no PostgreSQL at {postgres_url} ({exc})")
+    return problems
+
+
+@contextlib.contextmanager
+def fresh_postgres_database(
+    admin_url: str = POSTGRES_URL, *, prefix: str = "stopchat_test"
+) -> Iterator[str]:
+    """A new, empty database on that server, dropped (connections and all) afterwards; its URL.
+
+    Its name is random, so any number of test sessions and benchmarks can use one server.
+    """
+    name = f"{prefix}_{secrets.token_hex(6)}"
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        base, _, _ = admin_url.rpartition("/")
+        yield f"{base}/{name}"
     finally:
-        server.stop()
-        if request.session.testsfailed:
-            # Kept for a post-mortem; its path is in the message.
-            reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-            text = f"\n--- daphne log ({server.log_path}) ---\n{_tail(server.log_path)}\n"
-            if reporter is not None:
-                reporter.write_line(text)
-            else:
-                sys.stderr.write(text)
-        elif os.environ.get("LIVE_KEEP_TMP"):
-            sys.stderr.write(f"\nlive app files kept in {tmp_dir}\n")
-        else:
-            shutil.rmtree(tmp_dir, ignore_errors=True)
+        with psycopg.connect(admin_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# --------------------------------------------------------------------------------------------
+# Several app processes sharing PostgreSQL and Redis
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Cluster:
+    """App processes behind one PostgreSQL database and one Redis, the fake behind them all, and
+    a session signed in once (its cookies work on every process: the session is in the
+    database)."""
+
+    servers: list[DaphneProcess]
+    fake: FakeProcess
+    env: dict[str, str]
+    database_url: str
+    session: Session
+    tmp_dir: Path
+
+    @property
+    def a(self) -> DaphneProcess:
+        return self.servers[0]
+
+    @property
+    def b(self) -> DaphneProcess:
+        return self.servers[1]
+
+    @property
+    def control(self) -> FakeAnthropicControl:
+        return self.fake.control
+
+    def start_process(self, name: str, **extra: str) -> DaphneProcess:
+        """Another process of the same app (``extra`` changes its environment); the caller
+        stops it."""
+        return start_daphne(self.env | extra, log_path=self.tmp_dir / f"daphne-{name}.log")
+
+    def logs(self) -> str:
+        """The end of every process's log, for a failure report."""
+        return "".join(
+            f"\n--- {log.name} ---\n{_tail(log, 6000)}"
+            for log in sorted(self.tmp_dir.glob("*.log"))
+        )
+
+    def message(self, message_id: int) -> dict[str, Any]:
+        """A message's row (id, role, status, stop_reason, content)."""
+        rows = postgres_rows(
+            self.database_url,
+            "SELECT id, role, status, stop_reason, content FROM chat_message WHERE id = %s",
+            (message_id,),
+        )
+        if not rows:
+            raise AssertionError(f"message {message_id} is not in the database")
+        return rows[0]
+
+    def user_texts(self, conversation_id: str) -> list[str]:
+        rows = postgres_rows(
+            self.database_url,
+            "SELECT content FROM chat_message WHERE conversation_id = %s AND role = 'user' "
+            "ORDER BY id",
+            (uuid.UUID(conversation_id),),
+        )
+        return [row["content"] for row in rows]
+
+
+def postgres_rows(
+    database_url: str, sql: str, params: tuple[Any, ...] = ()
+) -> list[dict[str, Any]]:
+    """Rows of one query on that database, as dicts (a connection of its own, autocommit)."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        cur = conn.execute(sql, params)
+        names = [d.name for d in cur.description or ()]
+        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+
+@contextlib.contextmanager
+def run_cluster(
+    *,
+    processes: int = 2,
+    username: str = "alice",
+    redis_url: str = REDIS_URL,
+    postgres_url: str = POSTGRES_URL,
+    **extra: str,
+) -> Iterator[Cluster]:
+    """Start the fake, a fresh PostgreSQL database, and ``processes`` daphne processes sharing
+    it and Redis, each warmed by one request (lazy imports, the connection pool, as every process
+    behind a proxy has served one); stop and drop everything afterwards. ``extra`` goes to
+    ``app_env``."""
+    tmp_dir = Path(tempfile.mkdtemp(prefix="stopchat-cluster-"))
+    fake = start_fake_anthropic()
+    servers: list[DaphneProcess] = []
+    try:
+        with fresh_postgres_database(postgres_url) as database_url:
+            env = app_env(
+                database_url=database_url,
+                anthropic_base_url=fake.base_url,
+                REDIS_URL=redis_url,
+                **extra,
+            )
+            manage(env, "migrate", "--noinput")
+            password = f"cluster-{secrets.token_urlsafe(12)}"
+            create_user(env, username, password)
+            try:
+                for i in range(processes):
+                    servers.append(
+                        start_daphne(env, log_path=tmp_dir / f"daphne-{'abcdefgh'[i]}.log")
+                    )
+                session = Session(servers[0].base_url)
+                session.sign_in(username, password)
+                for server in servers:
+                    session.get(server.base_url, "/conversations/active/")
+                yield Cluster(servers, fake, env, database_url, session, tmp_dir)
+            finally:
+                for server in servers:
+                    server.stop()
+    finally:
+        fake.stop()
+        shutil.rmtree(tmp_dir, ignore_errors=True)

@@ -5,47 +5,35 @@ when Enter is pressed, so a refused send keeps its text. Under load that frame c
 seconds, and the user goes on typing: the frame must take out only the text that was sent and
 keep the rest, caret included. Here the page's chat socket runs through the test, which holds
 the server's frames back for as long as it takes to type, then lets them through in order. In a
-real Chromium against daphne and the fake Anthropic (fixtures in tests/test_browser.py).
+real Chromium against daphne and the fake Anthropic (fixtures in tests/browser/conftest.py).
 """
 
 from __future__ import annotations
 
 import re
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
+from playwright.sync_api import Page, expect
 
-from tests.fake_anthropic import FakeAnthropicControl
-from tests.test_browser import (
-    QUICK,
+from chat.testing.fake_anthropic import FakeAnthropicControl
+from chat.testing.live import LiveApp
+from tests.browser.helpers import (
     SCREENSHOTS,
     WAIT_MS,
     body,
-    chromium,
     db_message,
     expect_complete,
     expect_interrupted,
     expect_streaming,
-    fake,
     new_chat,
-    new_context,
-    page,
     send_with_enter,
     sign_in,
 )
-
-if TYPE_CHECKING:
-    from tests.live import LiveApp
-
-# (Importing tests.test_browser has skipped this module already where Playwright is missing.)
-from playwright.sync_api import Page, expect
-
-# Fixtures used by name below (imported so pytest finds them in this module).
-__all__ = ["chromium", "fake", "new_context", "page"]
+from tests.helpers import QUICK_REPLY
 
 pytestmark = pytest.mark.browser
-pytest_plugins = ("tests.live",)
 
 TURN_STARTED = 'id="messages" hx-swap-oob="beforeend"'
 """What the turn-started frame of a new message has (its bubbles appended to the list)."""
@@ -213,7 +201,7 @@ def test_a_refused_send_keeps_its_text_and_another_tabs_turn_leaves_the_draft_al
     frames.hold()
     _, other_reply = send_with_enter(other, "Tell me a long story. (other tab)")
     expect(other.locator("#composer-input")).to_have_value("")  # its own text was accepted
-    draft = f"{QUICK} My own draft, refused"
+    draft = f"{QUICK_REPLY} My own draft, refused"
     box.fill(draft)
     box.press("Enter")
     page.keyboard.type(" and then some")
@@ -328,7 +316,7 @@ def test_a_quick_reply_and_the_next_message_typed_during_it(
     """The ordinary path still ends with an empty, focused composer and Send."""
     sign_in(page, live_app)
     new_chat(page)
-    _, reply = send_with_enter(page, f"{QUICK} Hello (plain)")
+    _, reply = send_with_enter(page, f"{QUICK_REPLY} Hello (plain)")
     expect_complete(page, reply)
     box = page.locator("#composer-input")
     expect(box).to_have_value("")

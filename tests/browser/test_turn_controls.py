@@ -1,44 +1,32 @@
 """Regenerate, edit and resend, continue, the keyboard, and a Stop button that moves nothing,
-in a real Chromium against daphne and the fake Anthropic (fixtures in tests/test_browser.py)."""
+in a real Chromium against daphne and the fake Anthropic (fixtures in tests/browser/conftest.py)."""
 
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
+from playwright.sync_api import Page, expect
 
-from tests.fake_anthropic import FakeAnthropicControl, RequestRecord
-from tests.test_browser import (
-    QUICK,
+from chat.testing.fake_anthropic import FakeAnthropicControl, RequestRecord
+from chat.testing.live import LiveApp
+from tests.browser.helpers import (
     SCREENSHOTS,
     body,
-    chromium,
     db_message,
     expect_complete,
     expect_interrupted,
     expect_streaming,
-    fake,
     new_chat,
-    new_context,
-    page,
     send_with_enter,
     sign_in,
     upstream_request,
     wait_for_text,
 )
-
-if TYPE_CHECKING:
-    from tests.live import LiveApp
-
-# (Importing tests.test_browser has skipped this module already where Playwright is missing.)
-from playwright.sync_api import Page, expect
-
-# Fixtures used by name below (imported so pytest finds them in this module).
-__all__ = ["chromium", "fake", "new_context", "page"]
+from tests.helpers import QUICK_REPLY
 
 pytestmark = pytest.mark.browser
-pytest_plugins = ("tests.live",)
 
 
 def only_assistant_prefill(fake: FakeAnthropicControl, prefix: str) -> RequestRecord:
@@ -58,7 +46,7 @@ def test_regenerate_and_edit_replace_the_last_reply_in_place(
 ) -> None:
     sign_in(page, live_app)
     conversation = new_chat(page)
-    user, first = send_with_enter(page, f"{QUICK} Name a colour (regenerate)")
+    user, first = send_with_enter(page, f"{QUICK_REPLY} Name a colour (regenerate)")
     expect_complete(page, first)
 
     # Regenerate: only on the last reply, and the old bubble makes way for a new one.
@@ -76,24 +64,26 @@ def test_regenerate_and_edit_replace_the_last_reply_in_place(
     page.locator(f"#msg-{user} .edit-btn").click()
     editor = page.locator(f"#msg-{user} .edit-form textarea")
     expect(editor).to_be_focused()
-    expect(editor).to_have_value(f"{QUICK} Name a colour (regenerate)")
+    expect(editor).to_have_value(f"{QUICK_REPLY} Name a colour (regenerate)")
     editor.press("Escape")
     expect(page.locator(".edit-form")).to_have_count(0)
     expect(page.locator(f"#msg-{user} .msg-body")).to_have_text(
-        f"{QUICK} Name a colour (regenerate)"
+        f"{QUICK_REPLY} Name a colour (regenerate)"
     )
 
     page.locator(f"#msg-{user} .edit-btn").click()
-    editor.fill(f"{QUICK} Name a fruit (edited)")
+    editor.fill(f"{QUICK_REPLY} Name a fruit (edited)")
     page.screenshot(path=str(SCREENSHOTS / "edit-message.png"))
     editor.press("Enter")
-    expect(page.locator(f"#msg-{user} .msg-body")).to_have_text(f"{QUICK} Name a fruit (edited)")
+    expect(page.locator(f"#msg-{user} .msg-body")).to_have_text(
+        f"{QUICK_REPLY} Name a fruit (edited)"
+    )
     expect(page.locator(f"#msg-{second}")).to_have_count(0)
     expect(page.locator("#messages > article")).to_have_count(2)
     third = int(page.locator("#messages > article").last.get_attribute("id")[4:])  # type: ignore[index]
     expect_complete(page, third)
     assert upstream_request(fake, "(edited)", finished=True).completed
-    assert db_message(live_app, user)["content"] == f"{QUICK} Name a fruit (edited)"
+    assert db_message(live_app, user)["content"] == f"{QUICK_REPLY} Name a fruit (edited)"
     assert [(m["role"], m["status"]) for m in live_app.messages(conversation)] == [
         ("user", "complete"),
         ("assistant", "complete"),
@@ -175,7 +165,7 @@ def test_the_page_works_from_the_keyboard_with_a_visible_focus(
     new_chat(page)
     box = page.locator("#composer-input")
     expect(box).to_be_focused()  # the page opens ready to type
-    box.type(f"{QUICK} Hello from the keyboard")
+    box.type(f"{QUICK_REPLY} Hello from the keyboard")
     page.keyboard.press("Tab")
     send = page.locator("#send-button")
     expect(send).to_be_focused()

@@ -11,261 +11,37 @@ No test here uses pytest-django's database; the live server's SQLite file is rea
 
 from __future__ import annotations
 
-import os
 import re
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import pytest
+from playwright.sync_api import Page, expect
 
-from tests.fake_anthropic import FakeAnthropicControl, RequestRecord
-
-if TYPE_CHECKING:
-    from tests.live import LiveApp
-
-try:
-    from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
-except ImportError as exc:  # pragma: no cover - depends on the machine
-    PLAYWRIGHT_MISSING: str | None = f"playwright cannot be imported ({exc})"
-else:
-    PLAYWRIGHT_MISSING = None
-
-CHROMIUM = Path("/usr/bin/chromium")
-LAUNCH_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-IN_CI = os.environ.get("CI", "").strip().lower() in {"true", "1"}
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SCREENSHOTS = REPO_ROOT / "docs" / "screenshots"
-WAIT_MS = 10_000
-
-if PLAYWRIGHT_MISSING:
-    _missing = f"{PLAYWRIGHT_MISSING}; install the dev extras: pip install -e '.[dev]'"
-elif not CHROMIUM.exists():
-    _missing = f"{CHROMIUM} is missing; `make browser` installs it"
-else:
-    _missing = ""
-if _missing:
-    if IN_CI:
-        pytest.fail(f"browser tests cannot run under CI=true: {_missing}", pytrace=False)
-    pytest.skip(f"browser tests skipped: {_missing}", allow_module_level=True)
+from chat.testing.fake_anthropic import FakeAnthropicControl
+from chat.testing.live import LiveApp, create_user
+from tests.browser.helpers import (
+    SCREENSHOTS,
+    ContextFactory,
+    article_ids,
+    assert_upstream_cut,
+    body,
+    db_message,
+    expect_complete,
+    expect_interrupted,
+    expect_streaming,
+    new_chat,
+    relay_chat_sockets,
+    send_with_enter,
+    sign_in,
+    upstream_request,
+    wait_for_text,
+    watch_text_grow,
+)
+from tests.helpers import QUICK_REPLY
 
 pytestmark = pytest.mark.browser
-pytest_plugins = ("tests.live",)  # the live_app and live_fake_anthropic fixtures
 
 HOSTILE = '<img src=x onerror="window.__xss=1"><script>window.__xss=2</script>'
-QUICK = "[[fake:deltas=4,interval=0.01]]"
-"""A directive for a reply that completes at once (the long default is 300 deltas)."""
-
-
-# --------------------------------------------------------------------------------------------
-# Fixtures
-# --------------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Browser]:
-    """One headless Chromium for the module. Module-scoped on purpose: Playwright's sync API
-    owns an event loop while it runs, which must be gone before pytest-asyncio's tests run."""
-    expect.set_options(timeout=WAIT_MS)
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def fake(live_app: LiveApp) -> FakeAnthropicControl:
-    """The fake model, back to its start-up config (300 deltas, 20 ms apart), no records."""
-    live_app.fake.restore()
-    return live_app.fake_control
-
-
-ContextFactory = Callable[..., BrowserContext]
-
-
-@pytest.fixture
-def new_context(chromium: Browser, live_app: LiveApp) -> Iterator[ContextFactory]:
-    """Open browser contexts whose pages must log no console error and throw no exception.
-
-    Checked after the test: any ``console.error`` or uncaught page error fails it.
-    """
-    contexts: list[BrowserContext] = []
-    problems: list[str] = []
-
-    def watch(page: Page) -> None:
-        def on_console(msg: Any) -> None:
-            # Chromium asks for /favicon.ico on its own; the app has none (a 404, not a bug
-            # of the page under test), so that one request is forgiven.
-            if msg.type == "error" and not msg.location.get("url", "").endswith("/favicon.ico"):
-                problems.append(f"console.error on {page.url}: {msg.text} @ {msg.location}")
-
-        page.on("console", on_console)
-        page.on("pageerror", lambda exc: problems.append(f"page error on {page.url}: {exc}"))
-
-    def factory(**options: Any) -> BrowserContext:
-        options.setdefault("viewport", {"width": 1280, "height": 800})
-        context = chromium.new_context(base_url=live_app.base_url, **options)
-        context.set_default_timeout(WAIT_MS)
-        context.on("page", watch)
-        contexts.append(context)
-        return context
-
-    yield factory
-    for context in contexts:
-        context.close()
-    assert not problems, "the page logged errors:\n" + "\n".join(problems)
-
-
-@pytest.fixture
-def page(new_context: ContextFactory) -> Page:
-    return new_context().new_page()
-
-
-# --------------------------------------------------------------------------------------------
-# Helpers: what a user does, and what the records say
-# --------------------------------------------------------------------------------------------
-
-
-def sign_in(page: Page, app: LiveApp) -> None:
-    page.goto("/accounts/login/")
-    page.get_by_label("Username").fill(app.username)
-    page.get_by_label("Password").fill(app.password)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(re.compile(r"/conversations/$"))
-
-
-def new_chat(page: Page) -> str:
-    """Start a conversation from the list; its id, once the page's socket is open."""
-    page.locator("#new-chat").click()
-    page.wait_for_url(re.compile(r"/conversations/[0-9a-f-]{36}/$"))
-    expect(page.locator("#connection")).to_have_attribute("data-state", "open")
-    return page.url.rstrip("/").rsplit("/", 1)[-1]
-
-
-def article_ids(page: Page) -> list[str]:
-    return page.eval_on_selector_all("#messages > article", "els => els.map(e => e.id)")
-
-
-def send_with_enter(page: Page, text: str) -> tuple[int, int]:
-    """Type a message and press Enter; the ids of the user and assistant bubbles it adds."""
-    before = len(article_ids(page))
-    box = page.locator("#composer-input")
-    box.fill(text)
-    box.press("Enter")
-    expect(page.locator("#messages > article")).to_have_count(before + 2)
-    user_id, assistant_id = (int(i.removeprefix("msg-")) for i in article_ids(page)[-2:])
-    expect(page.locator(f"#msg-{user_id}")).to_have_class(re.compile(r"\bmsg--user\b"))
-    expect(page.locator(f"#msg-{assistant_id}")).to_have_class(re.compile(r"\bmsg--assistant\b"))
-    return user_id, assistant_id
-
-
-def body(page: Page, message_id: int) -> str:
-    """The bubble's text exactly as on the page (no trimming, unlike inner_text): a streaming
-    bubble's text, or the Markdown source a finished reply carries beside its rendering
-    (whose own text must agree with it, whitespace aside)."""
-    source = page.locator(f"#msg-{message_id} template.msg-source")
-    if source.count():
-        text = source.evaluate("t => t.content.textContent")
-        rendered = page.locator(f"#msg-{message_id}-body").text_content() or ""
-        assert " ".join(rendered.split()) == " ".join(text.split()) or "`" in text or "*" in text
-        return text
-    return page.locator(f"#msg-{message_id}-body").text_content() or ""
-
-
-def watch_text_grow(page: Page, message_id: int, observations: int = 2) -> list[str]:
-    """Poll the bubble until its text was seen non-empty and growing ``observations`` times.
-
-    Each observation extends the previous one: the reply arrives in pieces, in order.
-    """
-    seen: list[str] = []
-    deadline = time.monotonic() + WAIT_MS / 1000
-    while len(seen) < observations:
-        assert time.monotonic() < deadline, f"text did not grow in pieces: {seen!r}"
-        text = body(page, message_id)
-        if text and (not seen or text != seen[-1]):
-            assert not seen or text.startswith(seen[-1]), "the text was rewritten, not extended"
-            seen.append(text)
-        page.wait_for_timeout(15)
-    return seen
-
-
-def wait_for_text(page: Page, message_id: int, min_chars: int) -> str:
-    """Wait until the streaming bubble shows at least ``min_chars`` characters."""
-    deadline = time.monotonic() + WAIT_MS / 1000
-    while len(text := body(page, message_id)) < min_chars:
-        assert time.monotonic() < deadline, f"only {len(text)} characters arrived"
-        page.wait_for_timeout(20)
-    return text
-
-
-def expect_streaming(page: Page, message_id: int) -> None:
-    expect(page.locator(f"#msg-{message_id}")).to_have_class(re.compile(r"\bmsg--streaming\b"))
-    expect(page.locator("#composer-actions")).to_have_attribute("data-streaming", "true")
-
-
-def expect_interrupted(page: Page, message_id: int) -> None:
-    bubble = page.locator(f"#msg-{message_id}")
-    expect(bubble).to_have_class(re.compile(r"\bmsg--interrupted\b"))
-    expect(bubble.locator(".marker")).to_have_text("[Interrupted]")
-    expect(page.locator("#composer-actions")).to_have_attribute("data-streaming", "false")
-    expect(page.locator("#stop-button")).to_have_count(0)
-    expect(page.locator("#send-button")).to_have_text("Send")
-
-
-def expect_complete(page: Page, message_id: int) -> None:
-    expect(page.locator(f"#msg-{message_id}")).to_have_class(re.compile(r"\bmsg--complete\b"))
-    expect(page.locator("#composer-actions")).to_have_attribute("data-streaming", "false")
-
-
-def db_message(app: LiveApp, message_id: int) -> dict[str, Any]:
-    rows = app.query(
-        "SELECT id, role, status, stop_reason, content FROM chat_message WHERE id = ?",
-        (message_id,),
-    )
-    assert rows, f"message {message_id} is not in the database"
-    return rows[0]
-
-
-def last_user_text(record: RequestRecord) -> str:
-    content = record.body["messages"][-1]["content"]
-    if isinstance(content, list):
-        return "".join(block.get("text", "") for block in content)
-    return content
-
-
-def upstream_request(fake: FakeAnthropicControl, marker: str, **until: Any) -> RequestRecord:
-    """The fake's record of the request whose last user message contains ``marker``.
-
-    ``until`` waits (up to 5 s) for attributes to reach values, e.g. ``finished=True``.
-    """
-    deadline = time.monotonic() + 5
-    while True:
-        matches = [r for r in fake.requests() if marker in last_user_text(r)]
-        assert len(matches) <= 1, f"{len(matches)} upstream requests for {marker!r}"
-        if matches and all(getattr(matches[0], k) == v for k, v in until.items()):
-            return matches[0]
-        assert time.monotonic() < deadline, f"no upstream request for {marker!r} with {until}"
-        time.sleep(0.05)
-
-
-def assert_upstream_cut(fake: FakeAnthropicControl, marker: str, shown: str) -> RequestRecord:
-    """The model's side saw the app hang up mid-reply, after sending at least what was shown."""
-    record = upstream_request(fake, marker, finished=True)
-    assert record.disconnected_at is not None, f"the app never hung up: {record.outcome}"
-    assert not record.completed
-    assert record.outcome == "client_disconnected"
-    assert record.deltas_written < record.deltas_planned
-    assert record.text_written.startswith(shown)
-    return record
 
 
 # --------------------------------------------------------------------------------------------
@@ -303,7 +79,7 @@ def test_stop_button_cuts_the_streaming_reply_and_saves_exactly_what_was_shown(
     assert_upstream_cut(fake, "(stop-button)", shown)
 
     # The conversation goes on: the next message gets a whole reply.
-    _, second = send_with_enter(page, f"{QUICK} And now a short one.")
+    _, second = send_with_enter(page, f"{QUICK_REPLY} And now a short one.")
     expect_complete(page, second)
     assert db_message(live_app, second)["status"] == "complete"
     assert body(page, second) == db_message(live_app, second)["content"] != ""
@@ -325,7 +101,7 @@ def _stop_and_send(page: Page, app: LiveApp, fake: FakeAnthropicControl, *, how:
     watch_text_grow(page, first_reply, observations=1)
 
     box = page.locator("#composer-input")
-    box.press_sequentially(f"{QUICK} Actually, just a summary. (second, {how})")
+    box.press_sequentially(f"{QUICK_REPLY} Actually, just a summary. (second, {how})")
     expect(page.locator("#send-button")).to_have_text("Stop & Send")
     if how == "enter":
         box.press("Enter")
@@ -590,7 +366,7 @@ def test_a_second_tab_follows_the_reply_shows_stop_and_its_stop_works(
     assert body(first, reply) == body(second, reply) == saved["content"]
     assert_upstream_cut(fake, "(two tabs)", saved["content"])
     # Both composers are ready: the next message from the second tab gets a whole reply.
-    _, nxt = send_with_enter(second, f"{QUICK} Shorter, please. (two tabs, next)")
+    _, nxt = send_with_enter(second, f"{QUICK_REPLY} Shorter, please. (two tabs, next)")
     for page in (first, second):
         expect_complete(page, nxt)
 
@@ -618,25 +394,6 @@ def test_a_tab_opened_mid_reply_shows_the_text_so_far_and_follows_the_rest(
     saved = db_message(live_app, reply)
     assert body(first, reply) == body(late, reply) == saved["content"]
     assert_upstream_cut(fake, "(late tab)", saved["content"])
-
-
-def relay_chat_sockets(page: Page, *, reconnect: bool) -> list[Any]:
-    """Route the page's chat sockets through the test: the first is relayed to the server and
-    closing its page side (``routes[0].close()``) leaves the server side open; later ones
-    (htmx reconnecting) are relayed with ``reconnect``, else refused. The routes, in order."""
-    routes: list[Any] = []
-
-    def relay(ws: Any) -> None:
-        if routes and not reconnect:
-            ws.close()
-            return
-        ws.connect_to_server()
-        if not routes:
-            ws.on_close(lambda code, reason: None)  # keep the server side when the page's closes
-        routes.append(ws)
-
-    page.route_web_socket(re.compile(r"/ws/chat/"), relay)
-    return routes
 
 
 def test_stop_works_through_http_when_the_socket_is_down(
@@ -813,8 +570,6 @@ def test_a_newcomer_signs_up_with_clear_errors_and_lands_ready_to_chat(
 
 
 def test_staff_reach_the_admin_from_the_page(page: Page, live_app: LiveApp) -> None:
-    from tests.live import create_user
-
     create_user(live_app.env, "staffer", "staff-password-123", staff=True)
     page.goto("/accounts/login/")
     page.get_by_label("Username").fill("staffer")
@@ -838,7 +593,7 @@ def test_conversation_settings_choose_the_model_and_system_prompt_of_the_next_re
     expect(page.locator(".model-name")).to_contain_text("claude-haiku-4-5")
     expect(page.locator("#connection")).to_have_attribute("data-state", "open")
 
-    _, reply = send_with_enter(page, f"{QUICK} Hello there. (settings)")
+    _, reply = send_with_enter(page, f"{QUICK_REPLY} Hello there. (settings)")
     expect_complete(page, reply)
     expect(page.locator("#empty-hint")).to_be_hidden()
     # The heading takes the title the first message gave the conversation, without a reload.

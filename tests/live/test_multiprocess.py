@@ -14,186 +14,20 @@ skip with the reason, except under ``CI=true``, where they fail.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import secrets
-import shutil
 import signal
-import subprocess
-import tempfile
 import time
-import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import psycopg
-import pytest
-import redis
-
-from tests.fake_anthropic import FakeAnthropicControl, RequestRecord
-from tests.live import (
-    DaphneProcess,
-    FakeProcess,
-    app_env,
-    create_user,
-    free_port,
-    manage,
-    start_daphne,
-    start_fake_anthropic,
-)
-from tests.live_client import Session, Tab
-
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-IN_CI = os.environ.get("CI", "").lower() == "true"
-
-#: The stop → upstream-closed budget of the issue.
-STOP_BUDGET = 0.100
-#: Reaper settings for these processes: a live reply beats its heartbeat every 2 s.
-ORPHAN_AFTER = 4
-REAPER_INTERVAL = 1
-
-
-def _unavailable(reason: str) -> None:
-    message = (
-        f"several-process tests need Redis and PostgreSQL: {reason}. `make test` starts them on "
-        "127.0.0.1 when they are installed; TEST_REDIS_URL / TEST_POSTGRES_URL point elsewhere."
-    )
-    if IN_CI:
-        pytest.fail(message + " (CI=true: they must run)")
-    pytest.skip(message)
-
-
-def _check_services() -> None:
-    problems = []
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_timeout=3, socket_connect_timeout=3).ping()
-    except Exception as exc:
-        problems.append(f"no Redis at {REDIS_URL} ({exc})")
-    try:
-        psycopg.connect(POSTGRES_URL, connect_timeout=3, autocommit=True).close()
-    except Exception as exc:
-        problems.append(f"no PostgreSQL at {POSTGRES_URL} ({exc})")
-    if problems:
-        _unavailable("; ".join(problems))
-
-
-def _database_url(name: str) -> str:
-    base, _, _ = POSTGRES_URL.rpartition("/")
-    return f"{base}/{name}"
-
-
-@dataclass
-class Cluster:
-    """Two app processes behind one database and one Redis, and the fake behind them both."""
-
-    a: DaphneProcess
-    b: DaphneProcess
-    fake: FakeProcess
-    env: dict[str, str]
-    database_url: str
-    session: Session
-    tmp_dir: Path
-
-    @property
-    def control(self) -> FakeAnthropicControl:
-        return self.fake.control
-
-    def start_process(self, name: str, **extra: str) -> DaphneProcess:
-        return start_daphne(self.env | extra, log_path=self.tmp_dir / f"daphne-{name}.log")
-
-    def message(self, message_id: int) -> dict[str, Any]:
-        with psycopg.connect(self.database_url, autocommit=True) as conn:
-            cur = conn.execute(
-                "SELECT id, role, status, stop_reason, content FROM chat_message WHERE id = %s",
-                (message_id,),
-            )
-            row = cur.fetchone()
-            assert row is not None, f"message {message_id} is not in the database"
-            names = [d.name for d in cur.description or ()]
-            return dict(zip(names, row, strict=True))
-
-    def user_texts(self, conversation_id: str) -> list[str]:
-        with psycopg.connect(self.database_url, autocommit=True) as conn:
-            rows = conn.execute(
-                "SELECT content FROM chat_message WHERE conversation_id = %s AND role = 'user' "
-                "ORDER BY id",
-                (uuid.UUID(conversation_id),),
-            ).fetchall()
-        return [row[0] for row in rows]
-
-
-@pytest.fixture(scope="module")
-def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
-    _check_services()
-    name = f"stopchat_mp_{secrets.token_hex(6)}"
-    with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    tmp_dir = Path(tempfile.mkdtemp(prefix="stopchat-mp-"))
-    fake = start_fake_anthropic()
-    processes: list[DaphneProcess] = []
-    try:
-        database_url = _database_url(name)
-        env = app_env(
-            database_url=database_url,
-            anthropic_base_url=fake.base_url,
-            REDIS_URL=REDIS_URL,
-            CHAT_ORPHAN_AFTER=str(ORPHAN_AFTER),
-            CHAT_REAPER_INTERVAL=str(REAPER_INTERVAL),
-        )
-        manage(env, "migrate", "--noinput")
-        password = f"mp-{secrets.token_urlsafe(12)}"
-        create_user(env, "alice", password)
-        a = start_daphne(env, log_path=tmp_dir / "daphne-a.log")
-        processes.append(a)
-        b = start_daphne(env, log_path=tmp_dir / "daphne-b.log")
-        processes.append(b)
-        session = Session(a.base_url)
-        session.sign_in("alice", password)
-        for server in (a, b):
-            # A process that has served a request, as every process behind a proxy has: the
-            # first request pays for lazy imports and opening the connection pool.
-            session.get(server.base_url, "/conversations/active/")
-        yield Cluster(a, b, fake, env, database_url, session, tmp_dir)
-    finally:
-        for process in processes:
-            process.stop()
-        fake.stop()
-        if request.session.testsfailed:
-            for log in sorted(tmp_dir.glob("*.log")):
-                print(f"\n--- {log.name} ---\n{log.read_text(errors='replace')[-6000:]}")
-        shutil.rmtree(tmp_dir, ignore_errors=True)
-        with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
+from chat.testing.fake_anthropic import FakeAnthropicControl, RequestRecord
+from chat.testing.live import Cluster, DaphneProcess
+from chat.testing.live_client import Tab, upstream
+from tests.live.helpers import ORPHAN_AFTER, REAPER_INTERVAL, STOP_BUDGET, PrivateRedis
 
 # --------------------------------------------------------------------------------------------
 # Helpers
 # --------------------------------------------------------------------------------------------
-
-
-def _last_user_text(record: RequestRecord) -> str:
-    content = record.body["messages"][-1]["content"]
-    if isinstance(content, list):
-        return "".join(block.get("text", "") for block in content)
-    return str(content)
-
-
-async def upstream(
-    control: FakeAnthropicControl, marker: str, *, finished: bool = False, timeout: float = 10
-) -> RequestRecord:
-    """The fake's record of the request whose last user message contains ``marker``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        records = await asyncio.to_thread(control.requests)
-        matches = [r for r in records if marker in _last_user_text(r)]
-        assert len(matches) <= 1, f"{len(matches)} upstream requests for {marker!r}"
-        if matches and (matches[0].finished or not finished):
-            return matches[0]
-        assert time.monotonic() < deadline, f"no {'finished ' * finished}request for {marker!r}"
-        await asyncio.sleep(0.05)
 
 
 async def assert_cut_within_budget(
@@ -208,15 +42,6 @@ async def assert_cut_within_budget(
     return record
 
 
-async def start_reply(tab: Tab, marker: str, *, batches: int = 3, extra: str = "") -> int:
-    """Send a message on ``tab`` and wait until a few batches of the reply have arrived."""
-    start = len(tab.frames)
-    await tab.send("send", f"{marker} {extra}".strip())
-    message_id = await tab.turn_started(start=start)
-    await tab.batches(message_id, batches)
-    return message_id
-
-
 # --------------------------------------------------------------------------------------------
 # Stops that cross processes
 # --------------------------------------------------------------------------------------------
@@ -229,7 +54,7 @@ async def test_http_stop_on_another_process_reaches_the_reply_and_saves_what_was
     cid = await asyncio.to_thread(session.new_conversation, cluster.a.base_url)
     tab = await Tab.open(cluster.a.base_url, cid, session)
     marker = f"http-stop-{secrets.token_hex(4)}"
-    message_id = await start_reply(tab, marker)
+    message_id = await tab.start_reply(marker)
 
     stop_sent_at = time.monotonic()
     status, body = await asyncio.to_thread(
@@ -257,7 +82,7 @@ async def test_second_tab_on_another_process_follows_the_reply_and_its_stop_work
     other = await Tab.open(cluster.b.base_url, cid, session)
     await asyncio.sleep(0.3)  # the second tab's hello reaches the first
     marker = f"tab-stop-{secrets.token_hex(4)}"
-    message_id = await start_reply(owner, marker)
+    message_id = await owner.start_reply(marker)
     assert await other.turn_started() == message_id
     await other.batches(message_id, 3)
 
@@ -285,7 +110,7 @@ async def test_stop_all_on_one_process_stops_replies_on_both(cluster: Cluster) -
         cid = await asyncio.to_thread(session.new_conversation, server.base_url)
         tab = await Tab.open(server.base_url, cid, session)
         marker = f"stop-all-{secrets.token_hex(4)}"
-        tabs.append((tab, await start_reply(tab, marker), marker))
+        tabs.append((tab, await tab.start_reply(marker), marker))
 
     stop_sent_at = time.monotonic()
     status, body = await asyncio.to_thread(
@@ -336,7 +161,7 @@ async def long_reply_on_own_process(cluster: Cluster, name: str) -> LongReply:
     cid = await asyncio.to_thread(cluster.session.new_conversation, process.base_url)
     tab = await Tab.open(process.base_url, cid, cluster.session)
     marker = f"{name}-{secrets.token_hex(4)}"
-    message_id = await start_reply(tab, marker, extra="[[fake:deltas=2000]]")
+    message_id = await tab.start_reply(f"{marker} [[fake:deltas=2000]]")
     return LongReply(process, cid, tab, marker, message_id)
 
 
@@ -413,67 +238,6 @@ async def test_http_stop_of_a_reply_whose_process_died_closes_it_at_once(
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass
-class PrivateRedis:
-    """A redis-server of this test's own (so restarting it disturbs nobody else)."""
-
-    port: int
-    dir: Path
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        subprocess.run(
-            [
-                "redis-server",
-                "--daemonize",
-                "yes",
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.dir),
-                "--logfile",
-                str(self.dir / "redis.log"),
-                "--pidfile",
-                str(self.dir / "redis.pid"),
-            ],
-            check=True,
-        )
-        client = redis.Redis(port=self.port, socket_connect_timeout=1)
-        deadline = time.monotonic() + 10
-        while True:
-            with contextlib.suppress(redis.ConnectionError):
-                if client.ping():
-                    return
-            assert time.monotonic() < deadline, "the private Redis did not start"
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        with contextlib.suppress(redis.ConnectionError):
-            redis.Redis(port=self.port, socket_connect_timeout=1).shutdown(nosave=True)
-
-
-@pytest.fixture
-def private_redis(cluster: Cluster) -> Iterator[PrivateRedis]:
-    if shutil.which("redis-server") is None:
-        _unavailable("redis-server is not installed (the restart test runs its own)")
-    server = PrivateRedis(free_port(), cluster.tmp_dir / f"redis-{secrets.token_hex(3)}")
-    server.dir.mkdir()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 async def test_after_redis_restarts_stops_work_again_and_while_it_is_down_they_say_so(
     cluster: Cluster, private_redis: PrivateRedis
 ) -> None:
@@ -486,7 +250,7 @@ async def test_after_redis_restarts_stops_work_again_and_while_it_is_down_they_s
         other = await Tab.open(two.base_url, cid, session)
         await asyncio.sleep(0.3)
         marker = f"redis-{secrets.token_hex(4)}"
-        message_id = await start_reply(owner, marker, extra="[[fake:deltas=3000]]")
+        message_id = await owner.start_reply(f"{marker} [[fake:deltas=3000]]")
         await other.batches(message_id, 3)
 
         private_redis.stop()

@@ -21,7 +21,7 @@ test runs its own loop in the main thread)::
 
 Standalone use (for an app running in another process)::
 
-    python -m tests.fake_anthropic --port 8765 --interval 0.02 --deltas 300
+    python -m chat.testing.fake_anthropic --port 8765 --interval 0.02 --deltas 300
 
 prints exactly one line ``listening on http://127.0.0.1:PORT`` to stdout when ready (``--port 0``
 picks a free port) and serves until SIGTERM/SIGINT. The same port serves a JSON control API:
@@ -112,7 +112,7 @@ from dataclasses import dataclass, field
 from email.utils import formatdate
 from typing import Any, Self
 
-log = logging.getLogger("tests.fake_anthropic")
+log = logging.getLogger("chat.testing.fake_anthropic")
 
 MIDSTREAM_FAULTS = frozenset({"error_midstream", "drop_midstream", "reset_midstream", "stall"})
 _FAULT_ALIASES = {"overloaded_midstream": "error_midstream"}
@@ -134,6 +134,12 @@ STATUS_ERRORS: dict[int, tuple[str, str]] = {
     503: ("api_error", "Service unavailable"),
     529: ("overloaded_error", "Overloaded"),
 }
+
+#: A slow reply: 300 deltas 20 ms apart (6 s), long enough to act in the middle of it (Stop, a
+#: second tab, a hang-up), short enough that one nobody stops still ends. The tests' ``SLOW``
+#: config and the live fake's start-up pace.
+SLOW_INTERVAL = 0.02
+SLOW_DELTAS = 300
 
 _MAX_HEAD = 1 << 20  # StreamReader limit: request heads and chunk lines up to 1 MiB
 
@@ -324,6 +330,15 @@ def last_user_text(body: Any) -> str:
     for message in reversed(messages):
         if isinstance(message, dict) and message.get("role") == "user":
             return _content_text(message.get("content"))
+    return ""
+
+
+def last_message_text(body: Any) -> str:
+    """Text of the last message, whatever its role (a continuation ends with the assistant's
+    partial): what a test marks a request by."""
+    messages = body.get("messages") if isinstance(body, dict) else None
+    if isinstance(messages, list) and messages and isinstance(messages[-1], dict):
+        return _content_text(messages[-1].get("content"))
     return ""
 
 
@@ -1245,6 +1260,24 @@ class FakeAnthropicControl:
         """Clear the server's records and ``fail_times`` counters."""
         self._call("POST", "/_fake/reset", {})
 
+    def request_for(self, marker: str, *, timeout: float = 10.0, **until: Any) -> RequestRecord:
+        """The record of the one request whose last message contains ``marker``.
+
+        ``until`` waits (up to ``timeout``) for attributes to reach values, e.g.
+        ``finished=True``. AssertionError if two requests carry the marker, or on time-out.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            matches = [r for r in self.requests() if marker in last_message_text(r.body)]
+            if len(matches) > 1:
+                raise AssertionError(f"{len(matches)} upstream requests for {marker!r}")
+            if matches and all(getattr(matches[0], k) == v for k, v in until.items()):
+                return matches[0]
+            if time.monotonic() >= deadline:
+                seen = {k: getattr(matches[0], k) for k in until} if matches else "no request"
+                raise AssertionError(f"no upstream request for {marker!r} with {until}: {seen}")
+            time.sleep(0.05)
+
 
 # --------------------------------------------------------------------------------------------
 # Standalone entry point
@@ -1254,7 +1287,8 @@ class FakeAnthropicControl:
 def main(argv: list[str] | None = None) -> int:
     """Serve until SIGTERM/SIGINT, after printing the ``listening on URL`` ready line."""
     parser = argparse.ArgumentParser(
-        prog="python -m tests.fake_anthropic", description="Fake Anthropic Messages API server."
+        prog="python -m chat.testing.fake_anthropic",
+        description="Fake Anthropic Messages API server.",
     )
     defaults = FakeConfig()
     parser.add_argument("--host", default="127.0.0.1")

@@ -3,7 +3,7 @@
 
 The page renders the newest page of messages only (chat/selectors.PAGE_MESSAGES): rendering every
 reply's Markdown on each load made a page of 1,000 messages take about half a second
-(bench/page.py). In a real Chromium against daphne (fixtures in tests/test_browser.py): older
+(bench/page.py). In a real Chromium against daphne (fixtures in tests/browser/conftest.py): older
 pages load in place without moving what the user is reading, the socket still works, and a page
 that missed messages is caught up to the newest page with its control.
 """
@@ -13,38 +13,25 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
+from playwright.sync_api import Page, expect
 
 from chat.data import selectors
-from tests.fake_anthropic import FakeAnthropicControl
-from tests.test_browser import (
-    QUICK,
-    REPO_ROOT,
+from chat.testing.fake_anthropic import FakeAnthropicControl
+from chat.testing.live import REPO_ROOT, LiveApp
+from tests.browser.helpers import (
     body,
-    chromium,
     db_message,
     expect_complete,
-    fake,
-    new_context,
-    page,
     relay_chat_sockets,
     send_with_enter,
     sign_in,
 )
-
-if TYPE_CHECKING:
-    from tests.live import LiveApp
-
-# (Importing tests.test_browser has skipped this module already where Playwright is missing.)
-from playwright.sync_api import Page, expect
-
-# Fixtures used by name below (imported so pytest finds them in this module).
-__all__ = ["chromium", "fake", "new_context", "page"]
+from tests.helpers import QUICK_REPLY
 
 pytestmark = pytest.mark.browser
-pytest_plugins = ("tests.live",)
 
 PAGE = selectors.PAGE_MESSAGES
 
@@ -131,7 +118,7 @@ def test_show_earlier_messages_loads_older_pages_in_place_and_the_chat_goes_on(
     expect(page.locator("#composer-input")).to_be_focused()
 
     # The socket works as before: a new turn goes after the newest message and completes.
-    user_id, reply = send_with_enter(page, f"{QUICK} One more question. (paging)")
+    user_id, reply = send_with_enter(page, f"{QUICK_REPLY} One more question. (paging)")
     assert shown_ids(page) == [*ids, user_id, reply]
     expect_complete(page, reply)
     assert body(page, reply) == db_message(live_app, reply)["content"] != ""

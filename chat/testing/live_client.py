@@ -23,9 +23,19 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from chat.testing.fake_anthropic import FakeAnthropicControl, RequestRecord
+
 BATCH = re.compile(r'<span id="msg-(\d+)-body" hx-swap-oob="beforeend">(.*?)</span>', re.DOTALL)
 TURN = re.compile(r'<article id="msg-(\d+)" class="msg msg--assistant msg--streaming"')
 NOTICE = re.compile(r'<div id="notice" class="notice notice--(\w+)"[^>]*>(.*?)</div>', re.DOTALL)
+#: A reply as it stands, sent to a page that starts watching it mid-reply (chat/ws/render.py):
+#: its text so far, then only the batches after it.
+SNAPSHOT = re.compile(
+    r'<article id="msg-(\d+)" class="msg msg--assistant msg--streaming" hx-swap-oob="true".*?'
+    r'<div class="msg-body" id="msg-\1-body" aria-live="polite">(.*?)</div>.*?'
+    r"Still answering",
+    re.DOTALL,
+)
 
 
 def final_pattern(message_id: int) -> str:
@@ -183,6 +193,16 @@ class Tab:
                 async with asyncio.timeout(remaining):
                     await self._arrived.wait()
 
+    async def start_reply(self, text: str, *, batches: int = 3, timeout: float = 10.0) -> int:
+        """Send ``text`` and wait until ``batches`` text batches of its reply have arrived (the
+        reply is streaming); the reply's id. Give the fake a slow pace (its start-up default,
+        or a ``[[fake:...]]`` directive in ``text``) so the reply is still streaming then."""
+        start = len(self.frames)
+        await self.send("send", text)
+        message_id = await self.turn_started(start=start, timeout=timeout)
+        await self.batches(message_id, batches, timeout=timeout)
+        return message_id
+
     async def turn_started(self, **kwargs: Any) -> int:
         """The streaming assistant message a turn announced; its id."""
         return int((await self.until(TURN, **kwargs)).group(1))
@@ -204,15 +224,19 @@ class Tab:
         )
 
     def text(self, message_id: int, *, before: float | None = None) -> str:
-        """The reply's text as this tab was shown it, batch by batch (optionally only what had
-        arrived before a moment)."""
-        return "".join(
-            html.unescape(text)
-            for f in self.frames
-            if before is None or f.at < before
-            for mid, text in BATCH.findall(f.text)
-            if int(mid) == message_id
-        )
+        """The reply's text as this tab was shown it: its snapshot, if it was sent one, then
+        batch by batch (optionally only what had arrived before a moment)."""
+        shown = ""
+        for f in self.frames:
+            if before is not None and f.at >= before:
+                break
+            for mid, text in SNAPSHOT.findall(f.text):
+                if int(mid) == message_id:
+                    shown = html.unescape(text)
+            shown += "".join(
+                html.unescape(text) for mid, text in BATCH.findall(f.text) if int(mid) == message_id
+            )
+        return shown
 
     def notices(self) -> list[tuple[str, str]]:
         """Every notice shown: (level, text)."""
@@ -227,3 +251,12 @@ class Tab:
         if self._reader is not None:
             with contextlib.suppress(Exception):
                 await self._reader
+
+
+async def upstream(
+    control: FakeAnthropicControl, marker: str, *, finished: bool = False, timeout: float = 10
+) -> RequestRecord:
+    """The fake's record of the request whose last message contains ``marker`` (with
+    ``finished``, once the fake is done with it), without blocking the event loop."""
+    until = {"finished": True} if finished else {}
+    return await asyncio.to_thread(control.request_for, marker, timeout=timeout, **until)

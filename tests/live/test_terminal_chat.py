@@ -11,95 +11,27 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import os
 import re
 import secrets
-import shutil
-import sqlite3
 import subprocess
 import sys
-import tempfile
 import time
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.fake_anthropic import RequestRecord
-
-if TYPE_CHECKING:  # (imported late at run time, so that pytest can assert-rewrite tests.live)
-    from tests.live import FakeProcess
+from chat.testing.fake_anthropic import RequestRecord
+from chat.testing.live import REDIS_URL, REPO_ROOT
+from tests.live.helpers import TerminalDb
 
 pexpect = pytest.importorskip("pexpect", reason="the terminal chat is tested through pexpect")
-
-pytest_plugins = ("tests.live",)  # the live_fake_anthropic fixture
 
 #: Ctrl+C → the fake sees the client hang up. Generous: a loaded CI machine, and a pty between.
 CTRL_C_BUDGET = 1.0
 TIMEOUT = 15
-REPO_ROOT = Path(__file__).resolve().parents[1]
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 CONVERSATION_PATH = re.compile(r"/conversations/([0-9a-f-]{36})/")
-
-
-@dataclass
-class TerminalDb:
-    """The environment of a terminal chat process, and a read-only look at its database."""
-
-    env: dict[str, str]
-    db_path: Path
-    fake: FakeProcess
-
-    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
-        uri = f"file:{self.db_path}?mode=ro"
-        with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=10)) as conn:
-            conn.row_factory = sqlite3.Row
-            return [dict(row) for row in conn.execute(sql, params).fetchall()]
-
-    def messages(self, conversation_id: str) -> list[dict[str, Any]]:
-        return self.query(
-            "SELECT id, role, status, stop_reason, content, tokens_estimated FROM chat_message "
-            "WHERE conversation_id = ? ORDER BY id",
-            (uuid.UUID(conversation_id).hex,),
-        )
-
-    def owner(self, conversation_id: str) -> str:
-        rows = self.query(
-            "SELECT u.username FROM chat_conversation c JOIN auth_user u ON u.id = c.user_id "
-            "WHERE c.id = ?",
-            (uuid.UUID(conversation_id).hex,),
-        )
-        assert rows, f"conversation {conversation_id} is not in the database"
-        return str(rows[0]["username"])
-
-
-@pytest.fixture(scope="module")
-def terminal_db(live_fake_anthropic: FakeProcess) -> Iterator[TerminalDb]:
-    from tests.live import app_env, create_user, manage
-
-    tmp_dir = Path(tempfile.mkdtemp(prefix="stopchat-terminal-"))
-    db_path = tmp_dir / "terminal.db"
-    env = app_env(
-        database_url=f"sqlite:///{db_path}", anthropic_base_url=live_fake_anthropic.base_url
-    )
-    manage(env, "migrate", "--noinput")
-    for name in ("alice", "bob"):
-        create_user(env, name, f"pw-{secrets.token_urlsafe(8)}")
-    try:
-        yield TerminalDb(env=env, db_path=db_path, fake=live_fake_anthropic)
-    finally:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
-
-
-@pytest.fixture
-def db(terminal_db: TerminalDb) -> TerminalDb:
-    terminal_db.fake.restore()
-    return terminal_db
 
 
 class Terminal:

@@ -1,28 +1,19 @@
 """The API tokens page in Chromium: make a token, copy it, use it, revoke it (fixtures in
-tests/test_browser.py); screenshot in docs/screenshots/api-tokens.png."""
+tests/browser/conftest.py); screenshot in docs/screenshots/api-tokens.png."""
 
 from __future__ import annotations
 
 import json
 import re
 import urllib.request
-from typing import TYPE_CHECKING
 
 import pytest
-
-from tests.test_browser import SCREENSHOTS, chromium, new_context, page, sign_in
-
-if TYPE_CHECKING:
-    from tests.live import LiveApp
-
-# (Importing tests.test_browser has skipped this module already where Playwright is missing.)
 from playwright.sync_api import Page, expect
 
-# Fixtures used by name below (imported so pytest finds them in this module).
-__all__ = ["chromium", "new_context", "page"]
+from chat.testing.live import LiveApp
+from tests.browser.helpers import SCREENSHOTS, sign_in
 
 pytestmark = pytest.mark.browser
-pytest_plugins = ("tests.live",)
 
 
 def api_status(app: LiveApp, token: str) -> int:
