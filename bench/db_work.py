@@ -49,10 +49,12 @@ def _kind(sql: str) -> tuple[str, str]:
 
 
 def _caller() -> str:
-    """The innermost function of chat/ on the stack (its name only: they are unique enough)."""
+    """The innermost function of chat/ (any of its packages, not its test tooling) on the stack
+    (its name only: they are unique enough)."""
     frame = sys._getframe(2)
     while frame is not None:
-        if Path(frame.f_code.co_filename).parent == CHAT_DIR:
+        path = Path(frame.f_code.co_filename)
+        if path.is_relative_to(CHAT_DIR) and not path.is_relative_to(CHAT_DIR / "testing"):
             return frame.f_code.co_name
         frame = frame.f_back  # type: ignore[assignment]
     return "?"

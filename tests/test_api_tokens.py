@@ -73,7 +73,7 @@ def test_revoking_on_the_page_stops_the_token_at_once_and_only_the_owner_can(
     assert not ApiToken.objects.filter(pk=mine.pk).exists()
     assert api_status(Client(), my_token) == 401
     page = client.get("/account/tokens/").content.decode()
-    assert "You have no API api_tokens." in page and "theirs" not in page
+    assert "You have no API tokens." in page and "theirs" not in page
 
 
 def test_an_inactive_users_token_is_refused(user: User) -> None:

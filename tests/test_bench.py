@@ -58,7 +58,7 @@ def test_db_work_counts_the_statements_of_a_complete_and_a_stopped_reply(
         assert reply["statements_after_final_frame"] >= 0
         kinds = reply["kinds"]
         # The turn's two messages are inserted and the reply's outcome saved, whatever else.
-        assert kinds.get("INSERT chat_message (turn_start)") == 1
+        assert kinds.get("INSERT chat_message (turn_create)") == 1
         assert kinds.get("UPDATE chat_message (message_finalize)") == 1
     assert figures["complete"]["deltas_streamed"] == figures["deltas"]
     assert 0 < figures["stopped"]["deltas_streamed"] < figures["deltas"]
