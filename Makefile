@@ -46,9 +46,12 @@ browser:
 services:
 	@bash .ci/ensure-services
 
+# pytest on two workers, each test file on one of them (pytest-xdist): the tests mostly wait
+# (on daphne, Chromium, the fake's pace), so two keep a 2-core machine busy. A test marked
+# `alone` runs while the other worker waits (tests/conftest.py).
 test: install browser services
 	$(MAKE) --no-print-directory lint
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -n 2 --dist loadfile
 
 # The benchmark (issue 6): stop and relay latency vs the raw SDK, capacity, database work, memory,
 # the 1,000-message page. Prints a table; writes bench/results/bench.json and bench.png.

@@ -6,7 +6,7 @@ Through the real path, in a child process with its own SQLite database (migrated
 ASGI app (chatsite.asgi.application: origin check, session auth, routing, the consumer) driven by
 channels' WebsocketCommunicator, the real Anthropic SDK streaming from the fake Anthropic server
 (chat.testing.fake_anthropic.FakeAnthropicServer, in-process) at a delta every 20 ms: 300 deltas
-(about 6 s) in full mode, 100 in quick mode. Every SQL statement the app runs on any connection of
+(about 6 s) in full mode, 50 in quick mode. Every SQL statement the app runs on any connection of
 any thread is counted (Django's ``execute_wrapper``, installed on each connection as it is
 created), from the moment the send frame goes out to the moment the final frame (the finished
 bubble) arrives, and named by its kind, table and the function of chat/ that ran it. Writes are
@@ -34,7 +34,7 @@ from bench.page import run_child
 
 CHAT_DIR = Path(__file__).resolve().parents[1] / "chat"
 INTERVAL = 0.02
-DELTAS_FULL, DELTAS_QUICK = 300, 100
+DELTAS_FULL, DELTAS_QUICK = 300, 50
 ORIGIN = "http://127.0.0.1:8000"
 WRITES = ("INSERT", "UPDATE", "DELETE")
 _TABLE = re.compile(r'^\s*(?:INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+"?(\w+)"?', re.IGNORECASE)

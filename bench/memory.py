@@ -14,7 +14,7 @@ process's resident set size (psutil) is read:
 3. after a reply started on each of them, K streaming at once, each having sent text.
 
 Each reading is the median of a few samples after the server settles. Per idle connection is
-(RSS 2 - RSS 1) / K and per active reply (RSS 3 - RSS 2) / K, in KiB, with K = 200 (quick: 50).
+(RSS 2 - RSS 1) / K and per active reply (RSS 3 - RSS 2) / K, in KiB, with K = 200 (quick: 20).
 A reply's memory grows with its text (what it has sent is kept for its checkpoints and final
 save): this is its cost early in the stream, with a few hundred characters.
 """
@@ -47,11 +47,11 @@ from chat.testing.live_client import Session, Tab
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
-K_FULL, K_QUICK = 200, 50
+K_FULL, K_QUICK = 200, 20
 SLOW_INTERVAL = 0.5  # seconds between two deltas: K replies stream at once for minutes
 SLOW_DELTAS = 2000
 OPEN_AT_ONCE = 25  # sockets opened concurrently (a browser's burst, not a SYN flood)
-SETTLE_FULL, SETTLE_QUICK = 1.0, 0.5  # seconds before reading the RSS
+SETTLE_FULL, SETTLE_QUICK = 1.0, 0.3  # seconds before reading the RSS
 _CONVERSATIONS = """
 import json, sys
 import django

@@ -41,7 +41,7 @@ from chat.testing.live import app_env
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TARGET_MS = 300.0
 MESSAGES = 1000
-RUNS_QUICK, RUNS_FULL = 3, 10
+RUNS_QUICK, RUNS_FULL = 2, 10
 #: The test client's host.
 _ENV = {"DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost,testserver"}
 

@@ -2,9 +2,10 @@
 
     .venv/bin/python -m bench.run [--quick] [--out DIR] [--only streams,db_work,...]
 
-Full mode takes several minutes (N = 1, 100 and 500 concurrent replies, and the capacity
-search); ``--quick`` (N = 1 and 20, capacity at two points) is meant to finish within a minute.
-It prints a table, and writes ``bench.json`` (every figure, its raw floor, the environment) and
+Full mode takes several minutes (N = 1, 100 and 500 concurrent replies, and the capacity search);
+``--quick`` (N = 1 and 10, capacity at two points, fewer samples everywhere) is meant to finish
+within a minute: `make test` runs it (tests/test_bench.py) to check that every figure comes out. It
+prints a table, and writes ``bench.json`` (every figure, its raw floor, the environment) and
 ``bench.png`` (stop and relay latency against N, app and raw; capacity points) to
 ``bench/results/`` or ``--out``.
 

@@ -87,14 +87,14 @@ class Mode:
 
 
 QUICK = Mode(
-    ns=[1, 20],
-    window=1.0,
-    capacity_ladder=[10, 30],
-    capacity_window=0.8,
+    ns=[1, 10],
+    window=0.6,
+    capacity_ladder=[10, 20],
+    capacity_window=0.5,
     refine=False,
-    min_stop_samples=5,
-    repeat_window=0.4,
-    settle=0.3,
+    min_stop_samples=3,
+    repeat_window=0.3,
+    settle=0.2,
 )
 FULL = Mode(
     ns=[1, 100, 500],

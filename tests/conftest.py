@@ -31,6 +31,7 @@ from tests.helpers import (
     ChatSocket,
     SocketFactory,
     session_cookie,
+    workers_lock,
 )
 
 # --------------------------------------------------------------------------------------------
@@ -42,13 +43,15 @@ from tests.helpers import (
 def _test_settings(settings: Any) -> None:
     """Tests count the fake's requests; a title request after each first reply would shift
     them (the title tests turn it back on). And tests send more than a person would: the
-    limits are set by tests/test_limits.py where it tests them."""
+    limits are set by tests/test_limits.py where it tests them. Passwords are hashed with a
+    fast hasher: no test is about the hash, and the default costs half a second a user."""
     settings.CHAT_AUTO_TITLE = False
     settings.CHAT_MESSAGES_PER_MINUTE = 100_000
     settings.CHAT_MAX_CONCURRENT_REPLIES = 1000
     # A page that closes stops the reply it started at once, as before the grace existed; the
     # grace tests (tests/test_grace.py) set their own.
     settings.CHAT_DISCONNECT_GRACE = 0
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture
@@ -57,6 +60,22 @@ def metrics_settings(settings: Any) -> None:
     whatever the environment says."""
     settings.CHAT_MAX_TOKENS = METRICS_MAX_TOKENS
     settings.CHAT_METRICS_TOKEN = ""
+
+
+@pytest.fixture(autouse=True)
+def _alone_if_marked(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[None]:
+    """Under xdist (``make test``), a test marked ``alone`` runs while no test runs on another
+    worker: it measures a latency budget across processes, which a browser or a benchmark on
+    the other core would eat into. Every other test shares the lock."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        yield
+        return
+    alone = request.node.get_closest_marker("alone") is not None
+    # The workers' base temp dirs share their parent, one per run.
+    with workers_lock(tmp_path_factory.getbasetemp().parent, exclusive=alone):
+        yield
 
 
 # --------------------------------------------------------------------------------------------

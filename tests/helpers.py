@@ -8,11 +8,13 @@ server and the live-server harness are in chat/testing/.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import html
 import json
 import re
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,6 +67,28 @@ METRICS_MAX_TOKENS = 2000
 def first_batch(message_id: int) -> str:
     """The pattern of any text batch of that reply (its text is streaming)."""
     return rf'id="msg-{message_id}-body" hx-swap-oob="beforeend"'
+
+
+@contextlib.contextmanager
+def workers_lock(directory: Path, *, exclusive: bool) -> Iterator[None]:
+    """Hold, across the xdist workers of one run, a lock in ``directory``: shared by every test,
+    exclusive for a test that must run alone (a latency budget measured across processes).
+
+    A turnstile in front keeps a test waiting to run alone from being overtaken by the other
+    workers' next tests: once it waits, they wait behind it.
+    """
+    with (
+        open(directory / "workers.turnstile", "a") as turnstile,
+        open(directory / "workers.lock", "a") as lock,
+    ):
+        if exclusive:
+            fcntl.flock(turnstile, fcntl.LOCK_EX)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        else:
+            fcntl.flock(turnstile, fcntl.LOCK_SH)
+            fcntl.flock(turnstile, fcntl.LOCK_UN)
+            fcntl.flock(lock, fcntl.LOCK_SH)
+        yield  # (closing the files releases the locks)
 
 
 # --------------------------------------------------------------------------------------------

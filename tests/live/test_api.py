@@ -100,6 +100,7 @@ async def test_a_whole_reply_streams_as_start_text_and_end_events(api: Api) -> N
     assert status == 200 and "From a script" in page and text[:40] in page
 
 
+@pytest.mark.alone  # a 100 ms budget across processes: run while no other test runs
 async def test_hanging_up_mid_reply_closes_the_upstream_within_100_ms_and_saves_the_partial(
     api: Api,
 ) -> None:

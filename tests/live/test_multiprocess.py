@@ -20,6 +20,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import pytest
+
 from chat.testing.fake_anthropic import FakeAnthropicControl, RequestRecord
 from chat.testing.live import Cluster, DaphneProcess
 from chat.testing.live_client import Tab, upstream
@@ -28,6 +30,11 @@ from tests.live.helpers import ORPHAN_AFTER, REAPER_INTERVAL, STOP_BUDGET, Priva
 # --------------------------------------------------------------------------------------------
 # Helpers
 # --------------------------------------------------------------------------------------------
+
+
+#: On a test that checks STOP_BUDGET (a 100 ms budget across processes): under xdist it runs
+#: while no test runs on another worker (tests/conftest.py).
+alone = pytest.mark.alone
 
 
 async def assert_cut_within_budget(
@@ -47,6 +54,7 @@ async def assert_cut_within_budget(
 # --------------------------------------------------------------------------------------------
 
 
+@alone
 async def test_http_stop_on_another_process_reaches_the_reply_and_saves_what_was_shown(
     cluster: Cluster,
 ) -> None:
@@ -73,6 +81,7 @@ async def test_http_stop_on_another_process_reaches_the_reply_and_saves_what_was
     await tab.close()
 
 
+@alone
 async def test_second_tab_on_another_process_follows_the_reply_and_its_stop_works(
     cluster: Cluster,
 ) -> None:
@@ -103,6 +112,7 @@ async def test_second_tab_on_another_process_follows_the_reply_and_its_stop_work
     await other.close()
 
 
+@alone
 async def test_stop_all_on_one_process_stops_replies_on_both(cluster: Cluster) -> None:
     session = cluster.session
     tabs: list[tuple[Tab, int, str]] = []
@@ -238,6 +248,7 @@ async def test_http_stop_of_a_reply_whose_process_died_closes_it_at_once(
 # --------------------------------------------------------------------------------------------
 
 
+@alone
 async def test_after_redis_restarts_stops_work_again_and_while_it_is_down_they_say_so(
     cluster: Cluster, private_redis: PrivateRedis
 ) -> None:
