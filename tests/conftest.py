@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import anthropic
@@ -62,20 +63,37 @@ def metrics_settings(settings: Any) -> None:
     settings.CHAT_METRICS_TOKEN = ""
 
 
-@pytest.fixture(autouse=True)
-def _alone_if_marked(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[None]:
-    """Under xdist (``make test``), a test marked ``alone`` runs while no test runs on another
-    worker: it measures a latency budget across processes, which a browser or a benchmark on
-    the other core would eat into. Every other test shares the lock."""
-    if "PYTEST_XDIST_WORKER" not in os.environ:
-        yield
-        return
-    alone = request.node.get_closest_marker("alone") is not None
-    # The workers' base temp dirs share their parent, one per run.
-    with workers_lock(tmp_path_factory.getbasetemp().parent, exclusive=alone):
-        yield
+# --------------------------------------------------------------------------------------------
+# Under xdist (`make test`): a test marked `alone` runs while no test runs on another worker
+# --------------------------------------------------------------------------------------------
+# It measures a latency budget across processes, which a browser or a benchmark on the other
+# core would eat into. Every other test holds a shared lock from its setup to its teardown; an
+# `alone` test takes it exclusively for its call only (its fixtures start meanwhile).
+
+
+def _workers_lock_dir(config: pytest.Config) -> Path | None:
+    """The run's temp dir, which the workers' own (``--basetemp .../popen-gwN``) are in."""
+    if "PYTEST_XDIST_WORKER" not in os.environ or not config.option.basetemp:
+        return None  # one process: nothing runs beside the test
+    return Path(config.option.basetemp).parent
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[object]:
+    directory = _workers_lock_dir(item.config)
+    if directory is None or item.get_closest_marker("alone") is not None:
+        return (yield)
+    with workers_lock(directory, exclusive=False):
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    directory = _workers_lock_dir(item.config)
+    if directory is None or item.get_closest_marker("alone") is None:
+        return (yield)
+    with workers_lock(directory, exclusive=True):
+        return (yield)
 
 
 # --------------------------------------------------------------------------------------------

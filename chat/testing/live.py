@@ -64,6 +64,9 @@ APP_ENV_KEYS = frozenset({"DATABASE_URL", "REDIS_URL"})
 FAKE_INTERVAL = SLOW_INTERVAL
 FAKE_DELTAS = SLOW_DELTAS
 
+#: The settings of the live test servers (a fast password hasher; see chat/testing/settings.py).
+TEST_SETTINGS = "chat.testing.settings"
+
 #: PostgreSQL and Redis for several processes sharing them (``make services`` starts both on
 #: 127.0.0.1); TEST_POSTGRES_URL / TEST_REDIS_URL point elsewhere.
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -431,12 +434,17 @@ def start_live_app(
     """daphne serving the app on a free port, on its own SQLite file in a new temp dir, with
     ``users`` (all with the same fresh password; the first is ``LiveApp.username``).
 
-    ``extra`` goes to ``app_env`` (e.g. ``CHAT_MAX_CONCURRENT_REPLIES="2"``). The caller stops
-    it (``stop``) and deletes its files (``remove_files``).
+    ``extra`` goes to ``app_env`` (e.g. ``CHAT_MAX_CONCURRENT_REPLIES="2"``); the settings are
+    TEST_SETTINGS unless it says otherwise. The caller stops it (``stop``) and deletes its files
+    (``remove_files``).
     """
     tmp_dir = Path(tempfile.mkdtemp(prefix=f"stopchat-{name}-"))
     db_path = tmp_dir / f"{name}.db"
-    env = app_env(database_url=f"sqlite:///{db_path}", anthropic_base_url=fake.base_url, **extra)
+    env = app_env(
+        database_url=f"sqlite:///{db_path}",
+        anthropic_base_url=fake.base_url,
+        **({"DJANGO_SETTINGS_MODULE": TEST_SETTINGS} | extra),
+    )
     password = f"live-{secrets.token_urlsafe(12)}"
     try:
         manage(env, "migrate", "--noinput")
@@ -586,7 +594,7 @@ def run_cluster(
     """Start the fake, a fresh PostgreSQL database, and ``processes`` daphne processes sharing
     it and Redis, each warmed by one request (lazy imports, the connection pool, as every process
     behind a proxy has served one); stop and drop everything afterwards. ``extra`` goes to
-    ``app_env``."""
+    ``app_env``; the settings are TEST_SETTINGS unless it says otherwise."""
     tmp_dir = Path(tempfile.mkdtemp(prefix="stopchat-cluster-"))
     fake = start_fake_anthropic()
     servers: list[DaphneProcess] = []
@@ -596,7 +604,7 @@ def run_cluster(
                 database_url=database_url,
                 anthropic_base_url=fake.base_url,
                 REDIS_URL=redis_url,
-                **extra,
+                **({"DJANGO_SETTINGS_MODULE": TEST_SETTINGS} | extra),
             )
             manage(env, "migrate", "--noinput")
             password = f"cluster-{secrets.token_urlsafe(12)}"

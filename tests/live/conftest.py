@@ -18,6 +18,7 @@ import pytest
 
 from chat.testing.live import (
     REPO_ROOT,
+    TEST_SETTINGS,
     Cluster,
     DaphneProcess,
     FakeProcess,
@@ -141,7 +142,9 @@ def terminal_db(live_fake_anthropic: FakeProcess) -> Iterator[TerminalDb]:
     tmp_dir = Path(tempfile.mkdtemp(prefix="stopchat-terminal-"))
     db_path = tmp_dir / "terminal.db"
     env = app_env(
-        database_url=f"sqlite:///{db_path}", anthropic_base_url=live_fake_anthropic.base_url
+        database_url=f"sqlite:///{db_path}",
+        anthropic_base_url=live_fake_anthropic.base_url,
+        DJANGO_SETTINGS_MODULE=TEST_SETTINGS,
     )
     manage(env, "migrate", "--noinput")
     for name in ("alice", "bob"):
