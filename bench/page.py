@@ -12,7 +12,7 @@ runs after a warm-up. Also timed the same way:
 
 - the "Show earlier messages" fragment, when the page offers one (the next page of older
   messages, as htmx fetches it);
-- the socket's catch-up frame for this conversation (chat/render.catch_up of what
+- the socket's catch-up frame for this conversation (chat/ws/render.catch_up of what
   chat/selectors.conversation_messages returns): what a tab whose page is out of date is sent
   on connect. It is rendered on the event loop of the server process, so every socket of the
   process waits that long.

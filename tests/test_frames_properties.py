@@ -15,7 +15,7 @@ arbitrary input rather than a handful of examples:
 - a `FrameError`'s text is one of a few fixed sentences (only the configured limit varies), so a
   hostile frame can never put its own text into the notice the page shows.
 
-The tests at the end reproduce four bugs these properties found in chat/protocol.py, now fixed:
+The tests at the end reproduce four bugs these properties found in chat/ws/protocol.py, now fixed:
 deeply nested JSON raised RecursionError (crashing the socket mid-reply), a lone surrogate escape
 was accepted and crashed the database save, a Stop carrying a draft over the limit did not stop,
 and a message of escaped emoji within the limit was refused by the size bound.
@@ -43,7 +43,7 @@ PROPERTY = settings(max_examples=300, deadline=None, database=None)
 
 
 def size_bound(limit: int) -> int:
-    """The longest raw frame chat/protocol.py parses (JSON escapes a character in at most twelve
+    """The longest raw frame chat/ws/protocol.py parses (JSON escapes a character in at most twelve
     characters, an astral one as a surrogate pair, plus room for the action and headers)."""
     return limit * 12 + 4096
 
@@ -420,7 +420,7 @@ def test_a_frame_error_never_echoes_the_frame(evil: str, where: str) -> None:
         assert fragment not in str(result)
 
 
-# --- bugs these tests found, fixed in chat/protocol.py --------------------------------------------
+# --- bugs these tests found, fixed in chat/ws/protocol.py ---------------------------------------
 
 
 @pytest.mark.parametrize("raw", ["[" * 3000, '{"a":' * 3000, "[" * 3000 + "]" * 3000])

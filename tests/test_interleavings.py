@@ -42,6 +42,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from chat.models import Conversation, Message
+from chat.replies.registry import registry
 from chat.testing.fake_anthropic import FakeAnthropicServer, FakeConfig
 from tests.helpers import BATCH, ChatSocket, SocketFactory
 
@@ -345,8 +346,8 @@ async def test_random_interleavings_across_two_tabs_keep_the_conversation_consis
 
     for record in fake_anthropic.requests:
         await fake_anthropic.await_finish(record, timeout=10)
-    stray = [t.get_name() for t in asyncio.all_tasks() if t.get_name().startswith("reply-")]
-    assert not stray, f"reply tasks still running after every socket closed: {stray}"
+    stray = registry.replies()
+    assert not stray, f"replies still live after every socket closed: {stray}"
     await check_conversation(conversation, every, fake_anthropic)
 
 
