@@ -69,18 +69,18 @@ async def test_an_unexpected_server_failure_is_a_notice_and_the_socket_lives_on(
     socket, which would also take away the Stop of a reply streaming on it."""
     from chat.data import services
 
-    real = services.turn_start
+    real = services.turn_create
 
     def broken(**kwargs: Any) -> Any:
         raise RuntimeError("simulated failure")
 
-    monkeypatch.setattr(services, "turn_start", broken)
+    monkeypatch.setattr(services, "turn_create", broken)
     fake_anthropic.reset(QUICK)
     sock = await chat_socket(conversation, user)
     await sock.send("send", "Hello")
     await sock.until("Something went wrong on the server")
     assert "the send frame failed" in caplog.text
-    monkeypatch.setattr(services, "turn_start", real)
+    monkeypatch.setattr(services, "turn_create", real)
     await sock.send("send", "Hello again")
     _, reply = await sock.turn_started()
     assert await sock.finished(reply) == "complete"

@@ -19,6 +19,7 @@ from chat.data import selectors
 from chat.data.pricing import ModelTotals, format_usd, usage_from_totals
 from chat.models import Conversation, Message
 from chat.replies import stops
+from chat.replies.layer import group_name
 from chat.testing.fake_anthropic import FakeAnthropicServer
 from tests.helpers import SocketFactory, start_slow_reply
 
@@ -369,7 +370,7 @@ async def test_deleting_a_conversation_with_a_streaming_orphan_leaves_nothing_an
     layer = get_channel_layer()
     assert layer is not None
     tab = await layer.new_channel()
-    await layer.group_add(stops.group_name(conversation.pk), tab)
+    await layer.group_add(group_name(conversation.pk), tab)
     client = AsyncClient()
     await client.aforce_login(user)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.db import IntegrityError, transaction
 
-from chat.data.services import ReplyAlreadyStreaming, turn_start
+from chat.data.services import ReplyAlreadyStreaming, turn_create
 from chat.models import Conversation, Message
 
 pytestmark = pytest.mark.django_db
@@ -20,22 +20,22 @@ def test_database_refuses_a_second_streaming_message_in_a_conversation(
 
 
 def test_turn_start_saves_nothing_when_a_reply_is_streaming(conversation: Conversation) -> None:
-    turn_start(conversation=conversation, text="one", model="m")
+    turn_create(conversation=conversation, text="one", model="m")
     with pytest.raises(ReplyAlreadyStreaming):
-        turn_start(conversation=conversation, text="two", model="m")
+        turn_create(conversation=conversation, text="two", model="m")
     assert list(conversation.messages.values_list("content", flat=True)) == ["one", ""]
 
 
 def test_first_message_titles_the_conversation(user: object) -> None:
     conversation = Conversation.objects.create(user=user)
-    turn_start(conversation=conversation, text="How do I stop a runaway reply?", model="m")
+    turn_create(conversation=conversation, text="How do I stop a runaway reply?", model="m")
     conversation.refresh_from_db()
     assert conversation.title == "How do I stop a runaway reply?"
 
 
 def test_long_first_message_gives_a_short_title(user: object) -> None:
     conversation = Conversation.objects.create(user=user)
-    turn_start(
+    turn_create(
         conversation=conversation, text="one two three four five six seven eight nine", model="m"
     )
     conversation.refresh_from_db()

@@ -266,11 +266,11 @@ async def test_deleting_a_conversation_tells_its_open_tabs_and_they_stop_reconne
     conversation: Conversation,
     user: User,
 ) -> None:
-    from chat.replies import stops
+    from chat.replies import layer
 
     sock = await chat_socket(conversation, user)
     await first_exchange(sock)
-    await stops.group_send(conversation.pk, {"type": "chat.gone"})
+    await layer.group_send(conversation.pk, {"type": "chat.gone"})
     await sock.until("This conversation was deleted")
     closed = await sock.comm.receive_output(timeout=5)
     assert closed == {"type": "websocket.close", "code": 4404}
