@@ -209,7 +209,7 @@ async def test_a_watcher_on_another_process_that_stops_renewing_no_longer_counts
     reply = registry.get(reply_id)
     assert reply is not None
     # A page of another process announces itself once, then its process dies.
-    ghost = await layer.new_channel("ghost.")
+    ghost = await layer.new_channel()
     await layer.send(
         reply.channel, {"type": "reply.watch", "message_id": reply_id, "watcher": ghost}
     )

@@ -70,9 +70,13 @@ async def send(channel: str, event: Mapping[str, Any]) -> None:
     await _deliver(lambda: layer.send(channel, dict(event)))
 
 
-async def new_channel(prefix: str) -> str:
+async def new_channel() -> str:
+    """A new address of this process. Always with the layer's default prefix: channels-redis
+    reads every process-local channel through one receive loop, which pops only the list of the
+    prefix its current reader asked for, so a second prefix would wait behind the first (a stop
+    held up for seconds)."""
     with layer_errors():
-        return await channel_layer().new_channel(prefix)
+        return await channel_layer().new_channel()
 
 
 async def receive(channel: str) -> dict[str, Any]:

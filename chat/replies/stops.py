@@ -84,7 +84,7 @@ async def request_stop(
         # Nobody can be asked (a reply saved by an older version): close it from its checkpoint.
         return await _close_orphan(cid, streaming.pk)
     try:
-        answer_channel = await layer.new_channel("stop-answer")
+        answer_channel = await layer.new_channel()
         # Straight to the reply's own address (no group membership needed, which a restarted
         # Redis forgets), naming the message, so that it can never stop a newer reply.
         stop: StopEvent = {

@@ -196,7 +196,7 @@ async def _begin(
 ) -> tuple[Reply, HolderQueue | None]:
     if registry.for_conversation(conversation.pk) is not None:
         raise ReplyAlreadyStreaming  # known here without asking the database
-    channel = await layer.new_channel("reply")
+    channel = await layer.new_channel()
     prepared = await database_sync_to_async(_prepare)(conversation, kind, text, channel)
     reply = Reply(
         started=prepared.started,
