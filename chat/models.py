@@ -14,6 +14,18 @@ from django.db.models import Q
 
 INTERRUPTED_MARKER = "[Interrupted]"
 
+#: What a finished reply says of how the model ended it, where that needs saying. A reason the
+#: app does not know is said too (never an empty bubble, never silence).
+STOP_NOTES: dict[str, str] = {
+    "refusal": "Claude declined to answer this.",
+    "max_tokens": "Cut off at the length limit.",
+    "model_context_window_exceeded": "Cut off: the conversation filled the model's context window.",
+    "pause_turn": "Claude paused this turn; Continue lets it go on.",
+    "tool_use": "Claude asked to use a tool, which this chat does not offer.",
+}
+#: Reasons that are a reply's ordinary end.
+ORDINARY_ENDS = frozenset({"", "end_turn", "stop_sequence"})
+
 
 class Conversation(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -50,6 +62,9 @@ class Message(models.Model):
         MAX_TOKENS = "max_tokens"
         STOP_SEQUENCE = "stop_sequence"
         REFUSAL = "refusal"
+        MODEL_CONTEXT_WINDOW_EXCEEDED = "model_context_window_exceeded"
+        PAUSE_TURN = "pause_turn"
+        TOOL_USE = "tool_use"
         USER_STOP = "user_stop"
         DISCONNECT = "disconnect"
         ERROR = "error"
@@ -121,8 +136,21 @@ class Message(models.Model):
             return True
         if self.status == self.Status.ERROR:
             return bool(self.content)
-        out_of_tokens = self.stop_reason == self.StopReason.MAX_TOKENS
-        return self.status == self.Status.COMPLETE and out_of_tokens
+        cut = self.stop_reason in (self.StopReason.MAX_TOKENS, self.StopReason.PAUSE_TURN)
+        return self.status == self.Status.COMPLETE and cut
+
+    @property
+    def stop_note(self) -> str:
+        """What the page says under a complete reply about how it ended; empty when it simply
+        ended. A complete reply with no text says so rather than show an empty bubble."""
+        if self.role != self.Role.ASSISTANT or self.status != self.Status.COMPLETE:
+            return ""
+        if self.stop_reason in ORDINARY_ENDS:
+            return "" if self.content else "The reply had no text."
+        return STOP_NOTES.get(
+            self.stop_reason,
+            f"The reply ended for a reason this app does not know ({self.stop_reason}).",
+        )
 
     @property
     def display_text(self) -> str:

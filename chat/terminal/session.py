@@ -160,6 +160,8 @@ class Turn:
             self.console.line(f"[Error] {message.error}", style.ERROR)
         elif message.stop_reason == Message.StopReason.MAX_TOKENS:
             self.console.line("[Cut off] the reply reached its output limit", style.WARNING)
+        elif message.stop_note:
+            self.console.line(f"[{message.stop_note}]", style.WARNING)
         self.console.line(format_usage(message, usage))
 
 
