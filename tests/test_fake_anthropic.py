@@ -9,6 +9,7 @@ hang-up within milliseconds. They need no Django settings.
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 import threading
 import time
@@ -18,13 +19,26 @@ from typing import Any
 import anthropic
 import httpx2
 import pytest
+from anthropic.types import (
+    InputJSONDelta,
+    SignatureDelta,
+    TextBlock,
+    TextDelta,
+    ThinkingBlock,
+    ThinkingDelta,
+    ToolUseBlock,
+)
 
 from chat.testing.fake_anthropic import (
+    TOOL_INPUT,
+    TOOL_NAME,
     FakeAnthropicControl,
     FakeAnthropicServer,
     FakeConfig,
     default_text,
     plan_chunks,
+    thinking_steps,
+    tool_json_parts,
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -464,3 +478,167 @@ async def test_standalone_process_and_control_endpoints() -> None:
         if proc.returncode is None:
             proc.terminate()
         assert await asyncio.wait_for(proc.wait(), 5) == 0
+
+
+# ---- more of the real stream: thinking, tool use, unknown blocks, cache usage --------------
+
+
+async def test_thinking_block_streams_typed_deltas_and_signature(
+    server: FakeAnthropicServer, sdk_client: anthropic.AsyncAnthropic
+) -> None:
+    """``thinking=N``: a thinking block (index 0) with N typed thinking deltas and a signature,
+    then the text as block 1; the helper's final message holds both blocks."""
+    server.config = FakeConfig(interval=0.001, deltas=4, thinking=3)
+    raw: list[Any] = []
+    async with sdk_client.messages.stream(
+        model=MODEL, max_tokens=1024, messages=_messages("think first")
+    ) as stream:
+        thinking_events = []
+        async for event in stream:
+            if event.type == "thinking":
+                thinking_events.append(event.thinking)
+            elif event.type in ("content_block_start", "content_block_delta"):
+                raw.append(event)
+        final = await stream.get_final_message()
+
+    assert thinking_events == thinking_steps(3)
+    deltas = [e.delta for e in raw if e.type == "content_block_delta"]
+    assert [type(d) for d in deltas[:4]] == [ThinkingDelta] * 3 + [SignatureDelta]
+    assert all(isinstance(d, TextDelta) for d in deltas[4:]) and len(deltas) == 8
+    assert [(e.index, e.content_block.type) for e in raw if e.type == "content_block_start"] == [
+        (0, "thinking"),
+        (1, "text"),
+    ]
+    thinking, text = final.content
+    assert isinstance(thinking, ThinkingBlock) and thinking.thinking == "".join(thinking_steps(3))
+    assert thinking.signature.startswith("sig_")
+    assert isinstance(text, TextBlock) and text.text == default_text(4)
+    assert final.stop_reason == "end_turn"
+    assert final.usage.output_tokens == 4 + 3
+
+    record = await server.await_finish(server.requests[0])
+    assert record.thinking_written == "".join(thinking_steps(3))
+    assert record.text_written == default_text(4) and record.deltas_written == 4
+
+
+async def test_tool_use_block_accumulates_input_json(
+    server: FakeAnthropicServer, sdk_client: anthropic.AsyncAnthropic
+) -> None:
+    """``tool_use``: after the text, a tool_use block whose input_json_delta pieces the helper
+    accumulates into the input; stop_reason "tool_use" unless set otherwise."""
+    server.config = FakeConfig(interval=0.001, deltas=3, tool_use=True)
+    json_deltas: list[str] = []
+    async with sdk_client.messages.stream(
+        model=MODEL, max_tokens=1024, messages=_messages("weather?")
+    ) as stream:
+        async for event in stream:
+            if event.type == "content_block_delta" and isinstance(event.delta, InputJSONDelta):
+                json_deltas.append(event.delta.partial_json)
+        final = await stream.get_final_message()
+
+    assert json_deltas == tool_json_parts() and json_deltas[0] == ""
+    text, tool = final.content
+    assert isinstance(text, TextBlock) and text.text == default_text(3)
+    assert isinstance(tool, ToolUseBlock)
+    assert tool.name == TOOL_NAME and tool.input == TOOL_INPUT and tool.id.startswith("toolu_")
+    assert final.stop_reason == "tool_use"
+    assert final.usage.output_tokens == 3 + len(tool_json_parts())
+    record = await server.await_finish(server.requests[0])
+    assert json.loads(record.tool_json_written) == TOOL_INPUT
+
+    # an explicit stop_reason wins; a max_tokens cut drops the tool block
+    _, final = await _stream_text(sdk_client, "[[fake:tool_use,stop_reason=pause_turn]]")
+    assert final.stop_reason == "pause_turn" and final.content[-1].type == "tool_use"
+    _, final = await _stream_text(sdk_client, "[[fake:tool_use]]", max_tokens=2)
+    assert final.stop_reason == "max_tokens" and [b.type for b in final.content] == ["text"]
+
+
+async def test_unknown_block_does_not_crash_raw_iteration(
+    server: FakeAnthropicServer, sdk_client: anthropic.AsyncAnthropic
+) -> None:
+    """``unknown_block``: a block and delta type the SDK has never heard of pass through the
+    raw event stream (and the helper) without an error, and the text is intact."""
+    server.config = FakeConfig(interval=0.001, deltas=3, unknown_block=True, tool_use=True)
+    stream = await sdk_client.messages.create(
+        model=MODEL, max_tokens=1024, messages=_messages("surprise me"), stream=True
+    )
+    events: list[Any] = []
+    async with stream:
+        async for event in stream:
+            events.append(event)
+    assert events[0].type == "message_start"
+    assert [e.type for e in events[-2:]] == ["message_delta", "message_stop"]
+    starts = [(e.index, e.content_block.type) for e in events if e.type == "content_block_start"]
+    assert starts == [(0, "text"), (1, "future_block"), (2, "tool_use")]
+    assert [e.index for e in events if e.type == "content_block_stop"] == [0, 1, 2]
+    kinds = {e.delta.type for e in events if e.type == "content_block_delta"}
+    assert kinds == {"text_delta", "future_delta", "input_json_delta"}
+    text = "".join(
+        e.delta.text
+        for e in events
+        if e.type == "content_block_delta" and e.delta.type == "text_delta"
+    )
+    assert text == default_text(3)
+
+    # the messages.stream() helper survives it too
+    text, final = await _stream_text(sdk_client, "[[fake:unknown_block]]")
+    assert text == default_text(3)
+    assert [b.type for b in final.content] == ["text", "future_block", "tool_use"]
+
+
+async def test_cache_usage_reaches_message_usage(
+    server: FakeAnthropicServer, sdk_client: anthropic.AsyncAnthropic
+) -> None:
+    """``cache_read``/``cache_creation`` arrive in message_start's usage and the final one."""
+    server.config = FakeConfig(interval=0.001, deltas=2, cache_read=1200, cache_creation=34)
+    stream = await sdk_client.messages.create(
+        model=MODEL, max_tokens=1024, messages=_messages("cached"), stream=True
+    )
+    async with stream:
+        events = [event async for event in stream]
+    start = next(e for e in events if e.type == "message_start")
+    assert start.message.usage.cache_read_input_tokens == 1200
+    assert start.message.usage.cache_creation_input_tokens == 34
+    delta = next(e for e in events if e.type == "message_delta")
+    assert delta.usage.cache_read_input_tokens == 1200
+    assert delta.usage.cache_creation_input_tokens == 34
+    assert delta.usage.input_tokens == start.message.usage.input_tokens
+
+    _, final = await _stream_text(sdk_client, "[[fake:cache_read=7]]")
+    assert final.usage.cache_read_input_tokens == 7
+    assert final.usage.cache_creation_input_tokens == 34
+    assert final.usage.output_tokens == 2
+
+    # off by default: zeros at the start, and the final usage is only output_tokens
+    server.config = FakeConfig(interval=0.001, deltas=2)
+    stream = await sdk_client.messages.create(
+        model=MODEL, max_tokens=1024, messages=_messages("plain"), stream=True
+    )
+    async with stream:
+        events = [event async for event in stream]
+    start = next(e for e in events if e.type == "message_start")
+    assert start.message.usage.cache_read_input_tokens == 0
+    delta = next(e for e in events if e.type == "message_delta")
+    assert delta.usage.cache_read_input_tokens is None and delta.usage.output_tokens == 2
+
+
+async def test_extra_blocks_in_non_streaming_reply_and_midstream_fault(
+    server: FakeAnthropicServer, sdk_client: anthropic.AsyncAnthropic
+) -> None:
+    """The non-streaming reply carries the same blocks and usage; a midstream fault still
+    counts text deltas only, after the whole thinking block."""
+    server.config = FakeConfig(
+        interval=0.001, deltas=3, thinking=2, tool_use=True, unknown_block=True, cache_read=5
+    )
+    message = await sdk_client.messages.create(
+        model=MODEL, max_tokens=100, messages=_messages("whole")
+    )
+    assert [b.type for b in message.content] == ["thinking", "text", "future_block", "tool_use"]
+    assert message.stop_reason == "tool_use" and message.usage.cache_read_input_tokens == 5
+
+    with pytest.raises(anthropic.APIStatusError):
+        await _stream_text(sdk_client, "[[fake:error=error_midstream,error_after=1]]")
+    record = await server.await_finish(server.requests[-1])
+    assert record.outcome == "error_event"
+    assert record.thinking_written == "".join(thinking_steps(2))
+    assert record.deltas_written == 1 and record.tool_json_written == ""

@@ -8,7 +8,7 @@ import time
 from chat.providers import ChatTurn, StreamEnd, StreamStart, TextDelta
 from chat.providers.anthropic import AnthropicProvider
 from chat.providers.demo import DEMO_ANSWER, DemoProvider
-from chat.testing.fake_anthropic import FakeAnthropicServer, FakeConfig
+from chat.testing.fake_anthropic import FakeAnthropicServer, FakeConfig, default_text
 from tests.helpers import SLOW
 
 HISTORY = [ChatTurn("user", "Hello")]
@@ -51,6 +51,29 @@ async def test_cancelling_the_anthropic_stream_closes_the_connection_at_once(
     closed_at = await fake_server.await_disconnect(record)
     assert closed_at - cancelled_at < 0.1
     assert record.deltas_after(cancelled_at) <= 1
+
+
+async def test_anthropic_provider_streams_only_the_answer_text_past_other_blocks(
+    fake_server: FakeAnthropicServer,
+) -> None:
+    """Thinking, an unknown block and a tool_use block around the text: the provider neither
+    crashes nor leaks thinking or tool JSON into the text, and reports the tool_use stop."""
+    fake_server.reset(
+        FakeConfig(interval=0.001, deltas=6, thinking=4, unknown_block=True, tool_use=True)
+    )
+    provider = AnthropicProvider(api_key="k", base_url=fake_server.base_url)
+    events = [
+        e async for e in provider.stream(model="m", system="", history=HISTORY, max_tokens=50)
+    ]
+    record = await fake_server.await_finish(fake_server.requests[-1])
+    assert record.outcome == "completed"
+    assert record.thinking_written and record.tool_json_written
+    assert isinstance(events[0], StreamStart)
+    text = "".join(e.text for e in events if isinstance(e, TextDelta))
+    assert text == record.text_written == default_text(6)
+    assert "Thinking" not in text and "Paris" not in text and "{" not in text
+    end = events[-1]
+    assert isinstance(end, StreamEnd) and end.stop_reason == "tool_use"
 
 
 async def test_demo_provider_streams_the_canned_answer_with_usage() -> None:

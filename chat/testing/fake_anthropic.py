@@ -47,7 +47,8 @@ config for that request only. Grammar::
     item      := key [ "=" value ]          (a bare key means key=true)
     key       := any FakeConfig field name  (interval, deltas, first_delay, text, echo, error,
                                              error_after, fail_times, required_key, ping,
-                                             stop_reason)
+                                             stop_reason, thinking, tool_use, unknown_block,
+                                             cache_read, cache_creation)
     value     := text without "," or "]]"; whitespace around keys and values is ignored;
                  "none"/"null" -> None, "true/false/yes/no/on/off/1/0" for booleans.
 
@@ -69,6 +70,27 @@ in ``message_delta`` = number of deltas sent.
 
 Timing: headers, ``message_start``, ``content_block_start`` and ``ping`` go out at once, then
 ``first_delay`` seconds, then the first delta, then one delta every ``interval`` seconds.
+
+More of the real stream (all off by default; then the stream is exactly the one above)
+-------------------------------------------------------------------------------------
+* ``thinking=N`` -- before the text, a ``thinking`` block (index 0) with N ``thinking_delta``
+  events ("Thinking step i of N. "), a ``signature_delta`` and its ``content_block_stop``; the
+  text block is then index 1. The thinking deltas come first after ``first_delay`` and are paced
+  by ``interval`` like the text (the ``ping`` follows the first ``content_block_start``, as in
+  the real API). Recorded in ``RequestRecord.thinking_written``.
+* ``unknown_block`` -- after the text, a block of a type no SDK knows (``future_block``) with one
+  ``future_delta``, to prove a client ignores what it does not understand.
+* ``tool_use`` -- last, a ``tool_use`` block (``get_weather``, ``TOOL_INPUT``) whose input JSON
+  arrives in paced ``input_json_delta`` events (recorded in ``tool_json_written``); the
+  ``stop_reason`` becomes ``"tool_use"`` if it was left at ``"end_turn"``. A reply cut by
+  ``max_tokens`` has no tool block.
+* ``cache_read=N`` / ``cache_creation=N`` -- ``cache_read_input_tokens`` /
+  ``cache_creation_input_tokens`` in ``message_start``'s usage; when either is set the final
+  ``message_delta`` usage also carries them (with ``input_tokens``), cumulative like the API's.
+
+``deltas_written``, ``delta_times``, ``error_after`` and ``max_tokens`` count text deltas only;
+the ``output_tokens`` reported at the end count the thinking and tool JSON deltas too. The
+non-streaming reply carries the same blocks and usage.
 
 Faults (``FakeConfig.error``)
 -----------------------------
@@ -141,6 +163,10 @@ STATUS_ERRORS: dict[int, tuple[str, str]] = {
 SLOW_INTERVAL = 0.02
 SLOW_DELTAS = 300
 
+#: The input of the ``tool_use`` block (``FakeConfig.tool_use``).
+TOOL_NAME = "get_weather"
+TOOL_INPUT: dict[str, Any] = {"location": "Paris, France", "unit": "celsius"}
+
 _MAX_HEAD = 1 << 20  # StreamReader limit: request heads and chunk lines up to 1 MiB
 
 
@@ -175,6 +201,16 @@ class FakeConfig:
     """Send a ``ping`` event after ``content_block_start`` like the real API."""
     stop_reason: str = "end_turn"
     """``stop_reason`` of a reply that was not cut by ``max_tokens``."""
+    thinking: int = 0
+    """Number of ``thinking_delta`` events in a thinking block before the text (0 = none)."""
+    tool_use: bool = False
+    """End with a ``tool_use`` block (and ``stop_reason`` ``"tool_use"``)."""
+    unknown_block: bool = False
+    """Add a block of a type the SDK does not know after the text."""
+    cache_read: int = 0
+    """``cache_read_input_tokens`` to report."""
+    cache_creation: int = 0
+    """``cache_creation_input_tokens`` to report."""
 
     def __post_init__(self) -> None:
         """Normalise and validate eagerly, so a bad config fails where it is written."""
@@ -186,6 +222,8 @@ class FakeConfig:
             raise ValueError("interval and first_delay must be >= 0")
         if self.deltas < 0 or self.error_after < 0:
             raise ValueError("deltas and error_after must be >= 0")
+        if self.thinking < 0 or self.cache_read < 0 or self.cache_creation < 0:
+            raise ValueError("thinking, cache_read and cache_creation must be >= 0")
         if self.fail_times is not None and self.fail_times < 0:
             raise ValueError("fail_times must be >= 0 or None")
 
@@ -217,6 +255,11 @@ _FIELD_KINDS: dict[str, tuple[type, bool]] = {
     "required_key": (str, True),
     "ping": (bool, False),
     "stop_reason": (str, False),
+    "thinking": (int, False),
+    "tool_use": (bool, False),
+    "unknown_block": (bool, False),
+    "cache_read": (int, False),
+    "cache_creation": (int, False),
 }
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -286,6 +329,18 @@ def strip_directives(text: str) -> str:
 def default_text(deltas: int) -> str:
     """One short sentence per delta, so a test can see exactly which deltas arrived."""
     return "".join(f"Token {i} of {deltas}. " for i in range(1, deltas + 1))
+
+
+def thinking_steps(n: int) -> list[str]:
+    """The ``thinking_delta`` texts of a ``thinking=n`` reply."""
+    return [f"Thinking step {i} of {n}. " for i in range(1, n + 1)]
+
+
+def tool_json_parts() -> list[str]:
+    """The ``partial_json`` pieces of the tool block: an empty one first, as the API sends."""
+    raw = json.dumps(TOOL_INPUT, separators=(",", ":"))
+    cuts = [0, 1, len(raw) // 3, 2 * len(raw) // 3, len(raw)]
+    return [""] + [raw[cuts[i] : cuts[i + 1]] for i in range(len(cuts) - 1)]
 
 
 def plan_chunks(text: str | None, deltas: int) -> list[str]:
@@ -392,6 +447,10 @@ class RequestRecord:
     delta_times: list[float] = field(default_factory=list)
     """When each delta had been written and drained to the socket."""
     text_written: str = ""
+    thinking_written: str = ""
+    """Text of the ``thinking_delta`` events written (``FakeConfig.thinking``)."""
+    tool_json_written: str = ""
+    """``partial_json`` of the ``input_json_delta`` events written (``FakeConfig.tool_use``)."""
     disconnected_at: float | None = None
     """When the server noticed the client hung up before the response finished."""
     completed: bool = False
@@ -578,6 +637,11 @@ async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
             return bytes(body)
         body += await reader.readexactly(size)
         await reader.readexactly(2)
+
+
+def _delta(index: int, kind: str, **fields: Any) -> dict[str, Any]:
+    """A ``content_block_delta`` event's data."""
+    return {"type": "content_block_delta", "index": index, "delta": {"type": kind, **fields}}
 
 
 def _new_id(prefix: str) -> str:
@@ -983,6 +1047,8 @@ class FakeAnthropicServer:
             text = "Echo: " + strip_directives(last_user_text(body))
         chunks = plan_chunks(text, config.deltas)
         stop_reason = config.stop_reason
+        if config.tool_use and stop_reason == "end_turn":
+            stop_reason = "tool_use"
         max_tokens = body.get("max_tokens")
         if isinstance(max_tokens, int) and 0 <= max_tokens < len(chunks):
             chunks, stop_reason = chunks[:max_tokens], "max_tokens"
@@ -1051,53 +1117,121 @@ class FakeAnthropicServer:
                 "stop_sequence": None,
                 "usage": {
                     "input_tokens": record.input_tokens,
-                    "cache_creation_input_tokens": 0,
-                    "cache_read_input_tokens": 0,
+                    "cache_creation_input_tokens": config.cache_creation,
+                    "cache_read_input_tokens": config.cache_read,
                     "output_tokens": 1,
                 },
             },
         }
-        block = {
-            "type": "content_block_start",
-            "index": 0,
-            "content_block": {"type": "text", "text": ""},
-        }
-        preamble = (
-            _head(200, headers) + _sse("message_start", start) + _sse("content_block_start", block)
+        thinking = thinking_steps(config.thinking)
+        text_index = 1 if thinking else 0
+        text_start = _sse(
+            "content_block_start",
+            {
+                "type": "content_block_start",
+                "index": text_index,
+                "content_block": {"type": "text", "text": ""},
+            },
         )
+        first_start = text_start
+        if thinking:
+            first_start = _sse(
+                "content_block_start",
+                {
+                    "type": "content_block_start",
+                    "index": 0,
+                    "content_block": {"type": "thinking", "thinking": "", "signature": ""},
+                },
+            )
+        preamble = _head(200, headers) + _sse("message_start", start) + first_start
         if config.ping:
             preamble += _sse("ping", {"type": "ping"})
         await conn.send(preamble)
         await conn.pause(config.first_delay)
 
+        extra_tokens = 0  # thinking and tool JSON deltas, for output_tokens
+        for i, step in enumerate(thinking):
+            if i > 0:
+                await conn.pause(config.interval)
+            await conn.send(_sse("content_block_delta", _delta(0, "thinking_delta", thinking=step)))
+            record.thinking_written += step
+            extra_tokens += 1
+        if thinking:
+            signature = _delta(0, "signature_delta", signature=_new_id("sig"))
+            await conn.send(
+                _sse("content_block_delta", signature)
+                + _sse("content_block_stop", {"type": "content_block_stop", "index": 0})
+                + text_start
+            )
+
         fault_at = min(config.error_after, len(chunks)) if fault in MIDSTREAM_FAULTS else None
         for i in range(len(chunks) + 1):
-            if i > 0 and (i < len(chunks) or i == fault_at):
+            if (i > 0 or thinking) and (i < len(chunks) or i == fault_at):
                 await conn.pause(config.interval)
             if i == fault_at:
                 await self._midstream_fault(conn, record, fault)
                 return
             if i == len(chunks):
                 break
-            delta = {
-                "type": "content_block_delta",
-                "index": 0,
-                "delta": {"type": "text_delta", "text": chunks[i]},
-            }
+            delta = _delta(text_index, "text_delta", text=chunks[i])
             await conn.send(_sse("content_block_delta", delta))
             record.delta_times.append(time.monotonic())
             record.deltas_written += 1
             record.text_written += chunks[i]
             self._notify()
 
+        pending = _sse("content_block_stop", {"type": "content_block_stop", "index": text_index})
+        index = text_index + 1
+        if config.unknown_block:
+            pending += (
+                _sse(
+                    "content_block_start",
+                    {
+                        "type": "content_block_start",
+                        "index": index,
+                        "content_block": {"type": "future_block", "data": ""},
+                    },
+                )
+                + _sse(
+                    "content_block_delta",
+                    _delta(index, "future_delta", data="something new"),
+                )
+                + _sse("content_block_stop", {"type": "content_block_stop", "index": index})
+            )
+            index += 1
+        if config.tool_use and stop_reason != "max_tokens":
+            block = {"type": "tool_use", "id": _new_id("toolu"), "name": TOOL_NAME, "input": {}}
+            await conn.send(
+                pending
+                + _sse(
+                    "content_block_start",
+                    {"type": "content_block_start", "index": index, "content_block": block},
+                )
+            )
+            for part in tool_json_parts():
+                await conn.pause(config.interval)
+                delta = _delta(index, "input_json_delta", partial_json=part)
+                await conn.send(_sse("content_block_delta", delta))
+                record.tool_json_written += part
+                extra_tokens += 1
+            pending = _sse("content_block_stop", {"type": "content_block_stop", "index": index})
+
+        usage: dict[str, Any] = {"output_tokens": record.deltas_written + extra_tokens}
+        if config.cache_read or config.cache_creation:
+            usage = {
+                "input_tokens": record.input_tokens,
+                "cache_creation_input_tokens": config.cache_creation,
+                "cache_read_input_tokens": config.cache_read,
+                **usage,
+            }
         await conn.send(
-            _sse("content_block_stop", {"type": "content_block_stop", "index": 0})
+            pending
             + _sse(
                 "message_delta",
                 {
                     "type": "message_delta",
                     "delta": {"stop_reason": stop_reason, "stop_sequence": None},
-                    "usage": {"output_tokens": record.deltas_written},
+                    "usage": usage,
                 },
             )
             + _sse("message_stop", {"type": "message_stop"})
@@ -1152,19 +1286,40 @@ class FakeAnthropicServer:
             await conn.gone.wait()
             raise _ClientGone
         text = "".join(chunks)
+        content: list[dict[str, Any]] = []
+        output_tokens = len(chunks)
+        if config.thinking:
+            record.thinking_written = "".join(thinking_steps(config.thinking))
+            content.append(
+                {
+                    "type": "thinking",
+                    "thinking": record.thinking_written,
+                    "signature": _new_id("sig"),
+                }
+            )
+            output_tokens += config.thinking
+        content.append({"type": "text", "text": text})
+        if config.unknown_block:
+            content.append({"type": "future_block", "data": "something new"})
+        if config.tool_use and stop_reason != "max_tokens":
+            record.tool_json_written = "".join(tool_json_parts())
+            content.append(
+                {"type": "tool_use", "id": _new_id("toolu"), "name": TOOL_NAME, "input": TOOL_INPUT}
+            )
+            output_tokens += len(tool_json_parts())
         message = {
             "id": record.message_id,
             "type": "message",
             "role": "assistant",
             "model": body.get("model", "claude-fake"),
-            "content": [{"type": "text", "text": text}],
+            "content": content,
             "stop_reason": stop_reason,
             "stop_sequence": None,
             "usage": {
                 "input_tokens": record.input_tokens,
-                "cache_creation_input_tokens": 0,
-                "cache_read_input_tokens": 0,
-                "output_tokens": len(chunks),
+                "cache_creation_input_tokens": config.cache_creation,
+                "cache_read_input_tokens": config.cache_read,
+                "output_tokens": output_tokens,
             },
         }
         record.text_written = text
