@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from datetime import timedelta
 
 from django.conf import settings
@@ -340,15 +340,24 @@ def message_finalize_orphan(*, message_id: int) -> Message:
     return Message.objects.get(pk=message_id)
 
 
-def reap_orphans(*, older_than: timedelta, alive: Collection[int] = ()) -> list[Message]:
+def reap_orphans(
+    *, older_than: timedelta, alive: Callable[[], Collection[int]] = frozenset
+) -> list[Message]:
     """Finalise every streaming reply whose heartbeat is older than `older_than`, except the
-    `alive` ones (known to be still streaming in the calling process).
+    ones `alive()` names (still streaming in the calling process).
 
     A live reply beats its heartbeat every CHAT_CHECKPOINT_INTERVAL, so only replies whose
-    process died (or lost its database) are caught. Returns the messages it closed.
+    process died (or lost its database) are caught. `alive` is asked after the stale replies
+    are found, not before: a reply registered meanwhile (its turn saved while this call waited
+    for the database) is spared too. Returns the messages it closed.
     """
     cutoff = timezone.now() - older_than
-    stale = Message.objects.filter(
-        status=Message.Status.STREAMING, heartbeat_at__lt=cutoff
-    ).exclude(pk__in=list(alive))
-    return [message_finalize_orphan(message_id=pk) for pk in stale.values_list("pk", flat=True)]
+    stale = list(
+        Message.objects.filter(
+            status=Message.Status.STREAMING, heartbeat_at__lt=cutoff
+        ).values_list("pk", flat=True)
+    )
+    if not stale:
+        return []
+    spared = set(alive())
+    return [message_finalize_orphan(message_id=pk) for pk in stale if pk not in spared]

@@ -35,7 +35,7 @@ _tasks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[None]]
 async def reap_once(*, older_than: float | None = None) -> int:
     age = settings.CHAT_ORPHAN_AFTER if older_than is None else older_than
     closed = await database_sync_to_async(services.reap_orphans)(
-        older_than=timedelta(seconds=age), alive=registry.message_ids()
+        older_than=timedelta(seconds=age), alive=registry.message_ids
     )
     for message in closed:
         logger.warning(

@@ -30,6 +30,9 @@ class Watcher(Protocol):
 class Registry:
     def __init__(self) -> None:
         self._replies: dict[int, Reply] = {}
+        # The ids again, as one immutable set replaced on each change: safe to read from the
+        # database thread (the reaper asks it there) while the event loop changes replies.
+        self._ids: frozenset[int] = frozenset()
         self._by_conversation: dict[str, Reply] = {}
         self._watchers: dict[str, set[Watcher]] = {}
 
@@ -37,10 +40,12 @@ class Registry:
 
     def add(self, reply: Reply) -> None:
         self._replies[reply.message_id] = reply
+        self._ids = self._ids | {reply.message_id}
         self._by_conversation[reply.conversation_id] = reply
 
     def remove(self, reply: Reply) -> None:
         self._replies.pop(reply.message_id, None)
+        self._ids = self._ids - {reply.message_id}
         if self._by_conversation.get(reply.conversation_id) is reply:
             del self._by_conversation[reply.conversation_id]
 
@@ -53,8 +58,9 @@ class Registry:
     def replies(self) -> list[Reply]:
         return list(self._replies.values())
 
-    def message_ids(self) -> set[int]:
-        return set(self._replies)
+    def message_ids(self) -> frozenset[int]:
+        """The live replies' message ids; safe to call from any thread."""
+        return self._ids
 
     # --- pages watching conversations ---------------------------------------------------------
 
