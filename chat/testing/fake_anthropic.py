@@ -1483,7 +1483,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     server = FakeAnthropicServer(config, host=args.host, port=args.port).start()
-    print(f"listening on {server.base_url}", flush=True)
+    # The one line the parent process reads (chat/testing/live.py): its address, at once.
+    sys.stdout.write(f"listening on {server.base_url}\n")
+    sys.stdout.flush()
     try:
         while not stop.wait(1.0):
             pass
