@@ -62,7 +62,6 @@ class Audience:
         self._group = asyncio.Lock()
         self.starter: Watcher | None = None
         """The page that started the turn (its turn-started frame empties its composer)."""
-        self.unwatched_since: float | None = None
 
     # --- who watches ------------------------------------------------------------------------
 
@@ -121,21 +120,22 @@ class Audience:
         """Stop the reply when it has been unwatched for CHAT_DISCONNECT_GRACE seconds."""
         grace: float = settings.CHAT_DISCONNECT_GRACE
         reply = self._reply
+        unwatched_since: float | None = None
         while not reply.done:
             self._changed.clear()
             if self.watched():
-                self.unwatched_since = None
+                unwatched_since = None
                 await self._wait_for_change(self._next_expiry())
                 continue
-            if self.unwatched_since is None:
-                self.unwatched_since = time.monotonic()
+            if unwatched_since is None:
+                unwatched_since = time.monotonic()
                 if grace > 0:
                     logger.info(
                         "reply %s: nobody is watching; it goes on for %.3g s",
                         reply.message_id,
                         grace,
                     )
-            left = self.unwatched_since + grace - time.monotonic()
+            left = unwatched_since + grace - time.monotonic()
             if left <= 0:
                 logger.info("reply %s: nobody came back; stopping it", reply.message_id)
                 reply.stop(Message.StopReason.DISCONNECT)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 
-from django.conf import settings
 from django.template.loader import render_to_string
 
 from chat.models import Conversation, Message
@@ -48,7 +47,6 @@ def for_event(event: ReplyEvent, *, for_owner: bool = True) -> str:
                 "trimmed": event.trimmed,
                 # Only a new message empties the composer; an edit is made in its own box.
                 "clear_composer": for_owner and event.kind == "send",
-                "max_chars": settings.CHAT_MAX_MESSAGE_CHARS,
             },
         )
     if isinstance(event, ReplyFinished):
