@@ -21,15 +21,20 @@ import httpx2
 import pytest
 from anthropic.types import (
     InputJSONDelta,
+    MessageParam,
+    RedactedThinkingBlock,
     SignatureDelta,
     TextBlock,
     TextDelta,
     ThinkingBlock,
+    ThinkingConfigEnabledParam,
     ThinkingDelta,
     ToolUseBlock,
 )
 
 from chat.testing.fake_anthropic import (
+    REDACTED_THINKING_DATA,
+    REQUESTED_THINKING_STEPS,
     TOOL_INPUT,
     TOOL_NAME,
     FakeAnthropicControl,
@@ -45,7 +50,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 MODEL = "claude-fake-model"
 
 
-def _messages(text: str) -> list[dict[str, Any]]:
+def _messages(text: str) -> list[MessageParam]:
     return [
         {"role": "user", "content": "earlier question"},
         {"role": "assistant", "content": "earlier answer"},
@@ -88,6 +93,7 @@ async def test_full_stream_matches_config(
     assert events[0] == "message_start"
     assert events[-1] == "message_stop"
     assert events.count("text") == 12
+    assert isinstance(final.content[0], TextBlock)
     assert final.content[0].text == default_text(12) == "".join(plan_chunks(None, 12))
     assert final.usage.output_tokens == 12
     assert final.usage.input_tokens >= 1
@@ -258,7 +264,7 @@ async def test_required_key_accepts_x_api_key_or_bearer(server: FakeAnthropicSer
     by_x_api_key = anthropic.AsyncAnthropic(
         base_url=server.base_url,
         api_key="unused",
-        default_headers={"X-Api-Key": "right-key", "Authorization": anthropic.omit},
+        default_headers={"X-Api-Key": "right-key", "Authorization": anthropic.omit},  # type: ignore[dict-item]
     )
     try:
         with pytest.raises(anthropic.AuthenticationError):
@@ -609,7 +615,8 @@ async def test_cache_usage_reaches_message_usage(
     assert final.usage.cache_creation_input_tokens == 34
     assert final.usage.output_tokens == 2
 
-    # off by default: zeros at the start, and the final usage is only output_tokens
+    # unset, and nothing asked to be cached: zeros at the start and in the final usage, which
+    # also repeats input_tokens (cumulative, as the API reports them)
     server.config = FakeConfig(interval=0.001, deltas=2)
     stream = await sdk_client.messages.create(
         model=MODEL, max_tokens=1024, messages=_messages("plain"), stream=True
@@ -619,7 +626,9 @@ async def test_cache_usage_reaches_message_usage(
     start = next(e for e in events if e.type == "message_start")
     assert start.message.usage.cache_read_input_tokens == 0
     delta = next(e for e in events if e.type == "message_delta")
-    assert delta.usage.cache_read_input_tokens is None and delta.usage.output_tokens == 2
+    assert delta.usage.cache_read_input_tokens == delta.usage.cache_creation_input_tokens == 0
+    assert delta.usage.input_tokens == start.message.usage.input_tokens
+    assert delta.usage.output_tokens == 2
 
 
 async def test_extra_blocks_in_non_streaming_reply_and_midstream_fault(
@@ -642,3 +651,156 @@ async def test_extra_blocks_in_non_streaming_reply_and_midstream_fault(
     assert record.outcome == "error_event"
     assert record.thinking_written == "".join(thinking_steps(2))
     assert record.deltas_written == 1 and record.tool_json_written == ""
+
+
+# ---- thinking as the request asks, redacted thinking, unknown models ----------------------
+
+
+async def _raw_events(sdk_client: anthropic.AsyncAnthropic, **params: Any) -> list[Any]:
+    """Every typed event of one raw ``create(stream=True)`` reply."""
+    params.setdefault("messages", _messages("hello there"))
+    stream = await sdk_client.messages.create(
+        model=params.pop("model", MODEL),
+        max_tokens=params.pop("max_tokens", 4096),
+        stream=True,
+        **params,
+    )
+    async with stream:
+        return [event async for event in stream]
+
+
+def _block_types(events: list[Any]) -> list[str]:
+    return [e.content_block.type for e in events if e.type == "content_block_start"]
+
+
+def _thinking_text(events: list[Any]) -> str:
+    return "".join(
+        e.delta.thinking
+        for e in events
+        if e.type == "content_block_delta" and isinstance(e.delta, ThinkingDelta)
+    )
+
+
+@pytest.mark.parametrize(
+    ("thinking", "directive", "expected_steps"),
+    [
+        (None, "", 0),
+        ({"type": "disabled"}, "", 0),
+        ({"type": "enabled", "budget_tokens": 2048}, "", REQUESTED_THINKING_STEPS),
+        ({"type": "adaptive"}, "", REQUESTED_THINKING_STEPS),
+        ({"type": "adaptive"}, "[[fake:thinking=0]]", 0),
+        (None, "[[fake:thinking=2]]", 2),
+        ({"type": "adaptive"}, "[[fake:thinking=5]]", 5),
+    ],
+)
+async def test_thinking_follows_the_request_unless_forced(
+    server: FakeAnthropicServer,
+    sdk_client: anthropic.AsyncAnthropic,
+    thinking: dict[str, Any] | None,
+    directive: str,
+    expected_steps: int,
+) -> None:
+    """Left at ``None``, ``thinking`` streams a thinking block exactly when the request turns
+    thinking on (``enabled`` or ``adaptive``); ``thinking=0`` never does, ``thinking=N`` always."""
+    server.config = FakeConfig(interval=0.001, deltas=2)
+    extra: dict[str, Any] = {"thinking": thinking} if thinking is not None else {}
+    events = await _raw_events(sdk_client, messages=_messages(f"think? {directive}"), **extra)
+
+    if expected_steps:
+        assert _block_types(events) == ["thinking", "text"]
+    else:
+        assert _block_types(events) == ["text"]
+    assert _thinking_text(events) == "".join(thinking_steps(expected_steps))
+    delta = next(e for e in events if e.type == "message_delta")
+    assert delta.usage.output_tokens == 2 + expected_steps
+    record = await server.await_finish(server.requests[0])
+    assert record.body.get("thinking") == thinking  # what the app asked for is on the record
+    assert record.thinking_written == "".join(thinking_steps(expected_steps))
+
+
+async def test_thinking_display_omitted_streams_only_the_signature(
+    server: FakeAnthropicServer, sdk_client: anthropic.AsyncAnthropic
+) -> None:
+    """``display: "omitted"``: the thinking block has no thinking_delta, only its signature;
+    its thinking tokens are still billed."""
+    server.config = FakeConfig(interval=0.001, deltas=3)
+    thinking: ThinkingConfigEnabledParam = {
+        "type": "enabled",
+        "budget_tokens": 1024,
+        "display": "omitted",
+    }
+    events = await _raw_events(sdk_client, thinking=thinking)
+    block_deltas = [e.delta for e in events if e.type == "content_block_delta" and e.index == 0]
+    assert [type(d) for d in block_deltas] == [SignatureDelta]
+    assert _block_types(events) == ["thinking", "text"]
+    assert events[-2].usage.output_tokens == 3 + REQUESTED_THINKING_STEPS
+
+    async with sdk_client.messages.stream(
+        model=MODEL, max_tokens=4096, messages=_messages("again"), thinking=thinking
+    ) as stream:
+        final = await stream.get_final_message()
+    block, text = final.content
+    assert isinstance(block, ThinkingBlock) and block.thinking == ""
+    assert block.signature.startswith("sig_")
+    assert isinstance(text, TextBlock) and text.text == default_text(3)
+    record = await server.await_finish(server.requests[-1])
+    assert record.thinking_written == "" and record.deltas_written == 3
+
+
+async def test_redacted_thinking_block_arrives_whole_in_its_start(
+    server: FakeAnthropicServer, sdk_client: anthropic.AsyncAnthropic
+) -> None:
+    """``redacted_thinking``: a block with opaque ``data`` and no deltas, after any thinking and
+    before the text, streaming and not."""
+    server.config = FakeConfig(interval=0.001, deltas=2, redacted_thinking=True)
+    events = await _raw_events(sdk_client, thinking={"type": "adaptive"})
+    assert _block_types(events) == ["thinking", "redacted_thinking", "text"]
+    start = next(
+        e
+        for e in events
+        if e.type == "content_block_start" and e.content_block.type == "redacted_thinking"
+    )
+    assert start.index == 1 and start.content_block.data == REDACTED_THINKING_DATA
+    assert not [e for e in events if e.type == "content_block_delta" and e.index == 1]
+
+    events = await _raw_events(sdk_client)  # alone, it is block 0 (the SDK hides pings)
+    assert [(e.type, getattr(e, "index", None)) for e in events[:4]] == [
+        ("message_start", None),
+        ("content_block_start", 0),
+        ("content_block_stop", 0),
+        ("content_block_start", 1),
+    ]
+    message = await sdk_client.messages.create(
+        model=MODEL, max_tokens=100, messages=_messages("whole")
+    )
+    redacted, text = message.content
+    assert isinstance(redacted, RedactedThinkingBlock)
+    assert redacted.data == REDACTED_THINKING_DATA and isinstance(text, TextBlock)
+
+
+async def test_unknown_models_get_the_apis_404(
+    server: FakeAnthropicServer, sdk_client: anthropic.AsyncAnthropic
+) -> None:
+    """A ``claude-unknown*`` model, or one in ``reject_models``, gets the real 404 body; the
+    SDK raises ``NotFoundError``. Other models are served."""
+    server.config = FakeConfig(interval=0.001, deltas=2, reject_models=("claude-gone-1",))
+    for model in ("claude-unknown-9", "claude-gone-1"):
+        with pytest.raises(anthropic.NotFoundError) as excinfo:
+            await _raw_events(sdk_client, model=model)
+        record = server.requests[-1]
+        assert excinfo.value.body == {
+            "type": "error",
+            "error": {"type": "not_found_error", "message": f"model: {model}"},
+            "request_id": record.request_id,
+        }
+        assert (record.status, record.outcome) == (404, "status_error")
+    with pytest.raises(anthropic.NotFoundError):
+        await sdk_client.messages.count_tokens(model="claude-unknown", messages=_messages("x"))
+
+    directive = _messages("[[fake:reject_models=claude-a|claude-b]]")
+    with pytest.raises(anthropic.NotFoundError):
+        await _raw_events(sdk_client, model="claude-b", messages=directive)
+    assert _block_types(await _raw_events(sdk_client, model="claude-c", messages=directive)) == [
+        "text"
+    ]
+    assert server.update_config(reject_models=["x", "y"]).reject_models == ("x", "y")

@@ -24,7 +24,8 @@ Standalone use (for an app running in another process)::
     python -m chat.testing.fake_anthropic --port 8765 --interval 0.02 --deltas 300
 
 prints exactly one line ``listening on http://127.0.0.1:PORT`` to stdout when ready (``--port 0``
-picks a free port) and serves until SIGTERM/SIGINT. The same port serves a JSON control API:
+picks a free port) and serves until SIGTERM/SIGINT. ``--thinking N`` sets ``FakeConfig.thinking``
+(default: as the request asks). The same port serves a JSON control API:
 
 * ``GET  /_fake/requests[?min=N&finished=1&timeout=S]`` -- list of request records
   (``RequestRecord.to_dict``); with ``min`` it first waits up to ``timeout`` seconds (default 5)
@@ -47,10 +48,12 @@ config for that request only. Grammar::
     item      := key [ "=" value ]          (a bare key means key=true)
     key       := any FakeConfig field name  (interval, deltas, first_delay, text, echo, error,
                                              error_after, fail_times, required_key, ping,
-                                             stop_reason, thinking, tool_use, unknown_block,
-                                             cache_read, cache_creation)
+                                             stop_reason, thinking, redacted_thinking, tool_use,
+                                             unknown_block, cache_read, cache_creation,
+                                             reject_models)
     value     := text without "," or "]]"; whitespace around keys and values is ignored;
-                 "none"/"null" -> None, "true/false/yes/no/on/off/1/0" for booleans.
+                 "none"/"null" -> None, "true/false/yes/no/on/off/1/0" for booleans;
+                 a list of names (reject_models) is separated by spaces or "|".
 
 Example: ``[[fake:interval=0.05,deltas=200,first_delay=2,error=overloaded_midstream]]``. Several
 directives in one message are applied left to right. An unknown key or a bad value gets a 400
@@ -73,23 +76,51 @@ Timing: headers, ``message_start``, ``content_block_start`` and ``ping`` go out 
 
 More of the real stream (all off by default; then the stream is exactly the one above)
 -------------------------------------------------------------------------------------
-* ``thinking=N`` -- before the text, a ``thinking`` block (index 0) with N ``thinking_delta``
-  events ("Thinking step i of N. "), a ``signature_delta`` and its ``content_block_stop``; the
-  text block is then index 1. The thinking deltas come first after ``first_delay`` and are paced
-  by ``interval`` like the text (the ``ping`` follows the first ``content_block_start``, as in
-  the real API). Recorded in ``RequestRecord.thinking_written``.
+* Thinking -- before the text, a ``thinking`` block (index 0) with N ``thinking_delta`` events
+  ("Thinking step i of N. "), a ``signature_delta`` and its ``content_block_stop``; the text
+  block comes after it. The thinking deltas come first after ``first_delay`` and are paced by
+  ``interval`` like the text (the ``ping`` follows the first ``content_block_start``, as in the
+  real API). Recorded in ``RequestRecord.thinking_written``. How many steps (``thinking_plan``):
+
+  - ``thinking=None`` (the default) follows the request, like the real API: a request whose
+    ``thinking`` has ``type`` ``"enabled"`` (with ``budget_tokens``) or ``"adaptive"`` gets
+    ``REQUESTED_THINKING_STEPS`` (3) steps; any other request (no ``thinking``, ``"disabled"``)
+    none.
+  - ``thinking=N`` with N > 0 always streams N steps, asked for or not; ``thinking=0`` never
+    streams a thinking block, even when the request asks for one.
+  - ``"display": "omitted"`` in the request's ``thinking``: the block streams no
+    ``thinking_delta`` at all, only its ``signature_delta`` (its thinking is ``""``), as the real
+    API does; the steps still count as output tokens.
+
+  The request body is on the record (``RequestRecord.body``), so a test can assert what the app
+  asked for (``thinking``, ``cache_control``, ``output_config`` ...).
+* ``redacted_thinking`` -- after any thinking block and before the text, a
+  ``redacted_thinking`` block whose opaque ``data`` (``REDACTED_THINKING_DATA``) arrives whole in
+  its ``content_block_start``, with no delta, then its ``content_block_stop``.
 * ``unknown_block`` -- after the text, a block of a type no SDK knows (``future_block``) with one
   ``future_delta``, to prove a client ignores what it does not understand.
 * ``tool_use`` -- last, a ``tool_use`` block (``get_weather``, ``TOOL_INPUT``) whose input JSON
   arrives in paced ``input_json_delta`` events (recorded in ``tool_json_written``); the
   ``stop_reason`` becomes ``"tool_use"`` if it was left at ``"end_turn"``. A reply cut by
   ``max_tokens`` has no tool block.
-* ``cache_read=N`` / ``cache_creation=N`` -- ``cache_read_input_tokens`` /
-  ``cache_creation_input_tokens`` in ``message_start``'s usage; when either is set the final
-  ``message_delta`` usage also carries them (with ``input_tokens``), cumulative like the API's.
+* ``cache_read=N`` / ``cache_creation=N`` (default ``None``) -- when either is set, the usage
+  reports these fixed ``cache_read_input_tokens`` / ``cache_creation_input_tokens`` (the unset
+  one as 0) and ``input_tokens`` = the whole prompt's count.
+
+Usage: ``message_start``'s usage has ``input_tokens``, ``cache_creation_input_tokens``,
+``cache_read_input_tokens`` (0 when nothing is cached, as the real API reports them) and
+``output_tokens: 1``; the final ``message_delta`` usage repeats the three input numbers and has
+the final ``output_tokens`` (cumulative, as the API's). The record keeps the input numbers
+(``input_tokens``, ``cache_creation_input_tokens``, ``cache_read_input_tokens``).
+
+Unknown models: a request whose ``model`` starts with ``claude-unknown`` (``UNKNOWN_MODEL_PREFIX``)
+or is in ``reject_models`` gets a 404 with the real body,
+``{"type": "error", "error": {"type": "not_found_error", "message": "model: <name>"},
+"request_id": ...}`` (the SDK raises ``anthropic.NotFoundError``); so does ``count_tokens``.
+The key check (``required_key``) comes first, as in the API.
 
 ``deltas_written``, ``delta_times``, ``error_after`` and ``max_tokens`` count text deltas only;
-the ``output_tokens`` reported at the end count the thinking and tool JSON deltas too. The
+the ``output_tokens`` reported at the end count the thinking steps and tool JSON deltas too. The
 non-streaming reply carries the same blocks and usage.
 
 Faults (``FakeConfig.error``)
@@ -132,6 +163,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.utils import formatdate
+from pathlib import Path
 from typing import Any, Self
 
 log = logging.getLogger("chat.testing.fake_anthropic")
@@ -167,6 +199,25 @@ SLOW_DELTAS = 300
 TOOL_NAME = "get_weather"
 TOOL_INPUT: dict[str, Any] = {"location": "Paris, France", "unit": "celsius"}
 
+#: Thinking steps streamed when the request asks for thinking and ``FakeConfig.thinking`` is
+#: left at ``None``.
+REQUESTED_THINKING_STEPS = 3
+
+#: The opaque ``data`` of the ``redacted_thinking`` block (``FakeConfig.redacted_thinking``).
+REDACTED_THINKING_DATA = "EmwKAhgBEgyFAKEredactedFAKEthinkingFAKEpayload0123456789abcdef"
+
+#: Any model whose name starts with this gets a 404 ``not_found_error``, as an unknown model.
+UNKNOWN_MODEL_PREFIX = "claude-unknown"
+
+#: How many block boundaries the simulated prompt cache looks back from each breakpoint.
+CACHE_LOOKBACK = 20
+
+#: Where ``FakeConfig.replay`` looks for ``<name>.sse`` unless the server is given another.
+DEFAULT_RECORDINGS = Path(__file__).resolve().parents[2] / "tests" / "recordings"
+
+#: What a recording's name may be: it becomes a file name.
+RECORDING_NAME = re.compile(r"^[a-z0-9_]+$")
+
 _MAX_HEAD = 1 << 20  # StreamReader limit: request heads and chunk lines up to 1 MiB
 
 
@@ -201,16 +252,29 @@ class FakeConfig:
     """Send a ``ping`` event after ``content_block_start`` like the real API."""
     stop_reason: str = "end_turn"
     """``stop_reason`` of a reply that was not cut by ``max_tokens``."""
-    thinking: int = 0
-    """Number of ``thinking_delta`` events in a thinking block before the text (0 = none)."""
+    thinking: int | None = None
+    """Steps (``thinking_delta`` events) of a thinking block before the text. ``None`` follows
+    the request (``REQUESTED_THINKING_STEPS`` when it asks for thinking, else none); ``0``
+    means none even when asked; N > 0 always streams N."""
+    redacted_thinking: bool = False
+    """Add a ``redacted_thinking`` block (opaque ``data``) before the text."""
     tool_use: bool = False
     """End with a ``tool_use`` block (and ``stop_reason`` ``"tool_use"``)."""
     unknown_block: bool = False
     """Add a block of a type the SDK does not know after the text."""
-    cache_read: int = 0
-    """``cache_read_input_tokens`` to report."""
-    cache_creation: int = 0
-    """``cache_creation_input_tokens`` to report."""
+    cache_read: int | None = None
+    """Fixed ``cache_read_input_tokens`` to report instead of simulating the prompt cache."""
+    cache_creation: int | None = None
+    """Fixed ``cache_creation_input_tokens`` to report instead of simulating the cache."""
+    cache_min_tokens: int = 1024
+    """The simulated cache writes only prefixes of at least this many tokens."""
+    cache_ttl: float = 300.0
+    """Seconds a simulated cache entry lives after its last write or read (``ttl: "1h"``
+    breakpoints: 3600)."""
+    reject_models: tuple[str, ...] = ()
+    """Models answered with a 404 ``not_found_error`` (as is any ``claude-unknown*`` model)."""
+    replay: str | None = None
+    """Answer a streaming request by playing the recording ``<recordings>/<replay>.sse``."""
 
     def __post_init__(self) -> None:
         """Normalise and validate eagerly, so a bad config fails where it is written."""
@@ -222,8 +286,13 @@ class FakeConfig:
             raise ValueError("interval and first_delay must be >= 0")
         if self.deltas < 0 or self.error_after < 0:
             raise ValueError("deltas and error_after must be >= 0")
-        if self.thinking < 0 or self.cache_read < 0 or self.cache_creation < 0:
-            raise ValueError("thinking, cache_read and cache_creation must be >= 0")
+        counts = (self.thinking, self.cache_read, self.cache_creation, self.cache_min_tokens)
+        if any(n is not None and n < 0 for n in counts):
+            raise ValueError("thinking, cache_read, cache_creation, cache_min_tokens must be >= 0")
+        if self.cache_ttl < 0:
+            raise ValueError("cache_ttl must be >= 0")
+        if self.replay is not None and not RECORDING_NAME.match(self.replay):
+            raise ValueError(f"replay: not a recording name ([a-z0-9_]+): {self.replay!r}")
         if self.fail_times is not None and self.fail_times < 0:
             raise ValueError("fail_times must be >= 0 or None")
 
@@ -255,11 +324,16 @@ _FIELD_KINDS: dict[str, tuple[type, bool]] = {
     "required_key": (str, True),
     "ping": (bool, False),
     "stop_reason": (str, False),
-    "thinking": (int, False),
+    "thinking": (int, True),
+    "redacted_thinking": (bool, False),
     "tool_use": (bool, False),
     "unknown_block": (bool, False),
-    "cache_read": (int, False),
-    "cache_creation": (int, False),
+    "cache_read": (int, True),
+    "cache_creation": (int, True),
+    "cache_min_tokens": (int, False),
+    "cache_ttl": (float, False),
+    "reject_models": (tuple, False),
+    "replay": (str, True),
 }
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -269,6 +343,8 @@ _FALSE = {"0", "false", "no", "off"}
 def _coerce(key: str, value: Any) -> Any:
     """Convert a CLI/JSON/directive value to the field's type, loudly on nonsense."""
     kind, optional = _FIELD_KINDS[key]
+    if kind is tuple:
+        return _coerce_names(key, value)
     if isinstance(value, str):
         raw = value.strip()
         if optional and raw.lower() in {"none", "null", ""}:
@@ -297,6 +373,16 @@ def _coerce(key: str, value: Any) -> Any:
     if kind is float:
         return float(value)
     return str(value)
+
+
+def _coerce_names(key: str, value: Any) -> tuple[str, ...]:
+    """A tuple of names from a JSON list or a string of names separated by spaces or ``|``
+    (a directive value cannot hold a comma)."""
+    if isinstance(value, str):
+        return tuple(name for name in re.split(r"[\s|]+", value) if name)
+    if isinstance(value, list | tuple) and all(isinstance(name, str) for name in value):
+        return tuple(value)
+    raise ValueError(f"{key}: not a list of names: {value!r}")
 
 
 def parse_directives(text: str) -> tuple[dict[str, str], str]:
@@ -334,6 +420,35 @@ def default_text(deltas: int) -> str:
 def thinking_steps(n: int) -> list[str]:
     """The ``thinking_delta`` texts of a ``thinking=n`` reply."""
     return [f"Thinking step {i} of {n}. " for i in range(1, n + 1)]
+
+
+def requested_thinking(body: Any) -> dict[str, Any] | None:
+    """The request's ``thinking`` config if it turns thinking on (``enabled`` or ``adaptive``)."""
+    thinking = body.get("thinking") if isinstance(body, dict) else None
+    if isinstance(thinking, dict) and thinking.get("type") in ("enabled", "adaptive"):
+        return thinking
+    return None
+
+
+def thinking_plan(config: FakeConfig, body: Any) -> tuple[int, bool]:
+    """(thinking steps to stream, whether their text is shown) for one request.
+
+    ``config.thinking`` wins when set; ``None`` follows the request. ``display: "omitted"`` in
+    the request hides the text: the block carries only its signature, as the real API's.
+    """
+    requested = requested_thinking(body)
+    steps = config.thinking
+    if steps is None:
+        steps = REQUESTED_THINKING_STEPS if requested else 0
+    shown = not (requested is not None and requested.get("display") == "omitted")
+    return steps, shown
+
+
+def is_rejected_model(config: FakeConfig, model: Any) -> bool:
+    """Whether the fake answers this model with a 404, as the API answers an unknown one."""
+    return isinstance(model, str) and (
+        model in config.reject_models or model.startswith(UNKNOWN_MODEL_PREFIX)
+    )
 
 
 def tool_json_parts() -> list[str]:
@@ -442,6 +557,10 @@ class RequestRecord:
     request_id: str | None = None
     message_id: str | None = None
     input_tokens: int = 0
+    """The reply's ``usage.input_tokens``: the prompt's tokens not read from or written to the
+    (simulated) prompt cache."""
+    cache_creation_input_tokens: int = 0
+    cache_read_input_tokens: int = 0
     deltas_planned: int = 0
     deltas_written: int = 0
     delta_times: list[float] = field(default_factory=list)
@@ -461,6 +580,15 @@ class RequestRecord:
     def finished(self) -> bool:
         """The server is done with this request, for whatever reason."""
         return self.finished_at is not None
+
+    def input_usage(self) -> dict[str, int]:
+        """The input side of the reply's ``usage``, as ``message_start`` and the final
+        ``message_delta`` report it."""
+        return {
+            "input_tokens": self.input_tokens,
+            "cache_creation_input_tokens": self.cache_creation_input_tokens,
+            "cache_read_input_tokens": self.cache_read_input_tokens,
+        }
 
     def deltas_after(self, t: float) -> int:
         """How many deltas were written after monotonic time ``t`` (e.g. a cancel)."""
@@ -646,6 +774,44 @@ def _delta(index: int, kind: str, **fields: Any) -> dict[str, Any]:
 
 def _new_id(prefix: str) -> str:
     return f"{prefix}_fake{uuid.uuid4().hex[:20]}"
+
+
+class _Events:
+    """The SSE events of one streamed reply, in order. Queued events go out with the next
+    ``send``, so the events the API sends back to back share one write."""
+
+    def __init__(self, conn: _Connection, *, ping: bool) -> None:
+        self.conn = conn
+        self.ping = ping
+        self.pending = b""
+        self.blocks = 0
+        """Content blocks opened so far (the next block's index)."""
+
+    def queue(self, event: str, data: dict[str, Any]) -> None:
+        self.pending += _sse(event, data)
+
+    def open_block(self, block: dict[str, Any]) -> int:
+        """Queue a ``content_block_start`` (and, after the first one, a ``ping`` as the API
+        sends); return the block's index."""
+        index = self.blocks
+        self.blocks += 1
+        start = {"type": "content_block_start", "index": index, "content_block": block}
+        self.queue("content_block_start", start)
+        if index == 0 and self.ping:
+            self.queue("ping", {"type": "ping"})
+        return index
+
+    def close_block(self, index: int) -> None:
+        self.queue("content_block_stop", {"type": "content_block_stop", "index": index})
+
+    async def send(self, tail: bytes = b"") -> None:
+        """Write what is queued, then ``tail``."""
+        data, self.pending = self.pending + tail, b""
+        await self.conn.send(data)
+
+    async def delta(self, index: int, kind: str, **fields: Any) -> None:
+        """Write what is queued and one ``content_block_delta``."""
+        await self.send(_sse("content_block_delta", _delta(index, kind, **fields)))
 
 
 # --------------------------------------------------------------------------------------------
@@ -1011,6 +1177,9 @@ class FakeAnthropicServer:
         if config.required_key is not None and key != config.required_key:
             await self._send_error(conn, 401, "invalid x-api-key")
             return
+        if is_rejected_model(config, body.get("model")):
+            await self._send_error(conn, 404, f"model: {body['model']}")
+            return
 
         if path == "/v1/messages/count_tokens":
             await self._send_json(conn, 200, {"input_tokens": record.input_tokens})
@@ -1022,6 +1191,7 @@ class FakeAnthropicServer:
             await self._send_error(conn, int(m.group(1)), None)
             return
 
+        self._count_usage(record, config, body)
         conn.start_watching()
         if record.stream:
             await self._stream(conn, record, config, fault, body)
@@ -1040,6 +1210,12 @@ class FakeAnthropicServer:
                 return None
             self._fault_counts[key] = used + 1
         return config.error
+
+    def _count_usage(self, record: RequestRecord, config: FakeConfig, body: dict[str, Any]) -> None:
+        """Fill the record's input usage: fixed cache numbers when configured."""
+        if config.cache_read is not None or config.cache_creation is not None:
+            record.cache_read_input_tokens = config.cache_read or 0
+            record.cache_creation_input_tokens = config.cache_creation or 0
 
     def _reply(self, config: FakeConfig, body: dict[str, Any]) -> tuple[list[str], str]:
         text = config.text
@@ -1094,8 +1270,65 @@ class FakeAnthropicServer:
         body: dict[str, Any],
     ) -> None:
         chunks, stop_reason = self._reply(config, body)
+        steps, shown = thinking_plan(config, body)
         record.deltas_planned = len(chunks)
         record.message_id = _new_id("msg")
+        out = _Events(conn, ping=config.ping)
+        out.pending = self._stream_head(record)
+        out.queue("message_start", self._message_start(record, body))
+
+        if steps:
+            await self._stream_thinking(out, record, config, steps, shown)
+        if config.redacted_thinking:
+            out.close_block(
+                out.open_block({"type": "redacted_thinking", "data": REDACTED_THINKING_DATA})
+            )
+        text_index = out.open_block({"type": "text", "text": ""})
+        await out.send()
+        if not steps:
+            await conn.pause(config.first_delay)
+
+        fault_at = min(config.error_after, len(chunks)) if fault in MIDSTREAM_FAULTS else None
+        for i in range(len(chunks) + 1):
+            if (i > 0 or steps) and (i < len(chunks) or i == fault_at):
+                await conn.pause(config.interval)
+            if i == fault_at:
+                await self._midstream_fault(conn, record, fault)
+                return
+            if i == len(chunks):
+                break
+            await out.delta(text_index, "text_delta", text=chunks[i])
+            record.delta_times.append(time.monotonic())
+            record.deltas_written += 1
+            record.text_written += chunks[i]
+            self._notify()
+        out.close_block(text_index)
+
+        if config.unknown_block:
+            index = out.open_block({"type": "future_block", "data": ""})
+            out.queue("content_block_delta", _delta(index, "future_delta", data="something new"))
+            out.close_block(index)
+        tool_tokens = 0
+        if config.tool_use and stop_reason != "max_tokens":
+            tool_tokens = await self._stream_tool_use(out, record, config)
+
+        usage = {**record.input_usage(), "output_tokens": len(chunks) + steps + tool_tokens}
+        out.queue(
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": stop_reason, "stop_sequence": None},
+                "usage": usage,
+            },
+        )
+        out.queue("message_stop", {"type": "message_stop"})
+        await out.send(b"0\r\n\r\n")
+        record.completed = True
+        self._finish(record, "completed")
+        await conn.close()
+
+    def _stream_head(self, record: RequestRecord) -> bytes:
+        """The HTTP head of a 200 event stream."""
         record.status = 200
         headers = _base_headers(record.request_id or "-")
         headers.update(
@@ -1105,7 +1338,11 @@ class FakeAnthropicServer:
                 "transfer-encoding": "chunked",
             }
         )
-        start = {
+        return _head(200, headers)
+
+    @staticmethod
+    def _message_start(record: RequestRecord, body: dict[str, Any]) -> dict[str, Any]:
+        return {
             "type": "message_start",
             "message": {
                 "id": record.message_id,
@@ -1115,131 +1352,40 @@ class FakeAnthropicServer:
                 "content": [],
                 "stop_reason": None,
                 "stop_sequence": None,
-                "usage": {
-                    "input_tokens": record.input_tokens,
-                    "cache_creation_input_tokens": config.cache_creation,
-                    "cache_read_input_tokens": config.cache_read,
-                    "output_tokens": 1,
-                },
+                "usage": {**record.input_usage(), "output_tokens": 1},
             },
         }
-        thinking = thinking_steps(config.thinking)
-        text_index = 1 if thinking else 0
-        text_start = _sse(
-            "content_block_start",
-            {
-                "type": "content_block_start",
-                "index": text_index,
-                "content_block": {"type": "text", "text": ""},
-            },
-        )
-        first_start = text_start
-        if thinking:
-            first_start = _sse(
-                "content_block_start",
-                {
-                    "type": "content_block_start",
-                    "index": 0,
-                    "content_block": {"type": "thinking", "thinking": "", "signature": ""},
-                },
-            )
-        preamble = _head(200, headers) + _sse("message_start", start) + first_start
-        if config.ping:
-            preamble += _sse("ping", {"type": "ping"})
-        await conn.send(preamble)
-        await conn.pause(config.first_delay)
 
-        extra_tokens = 0  # thinking and tool JSON deltas, for output_tokens
-        for i, step in enumerate(thinking):
+    async def _stream_thinking(
+        self, out: _Events, record: RequestRecord, config: FakeConfig, steps: int, shown: bool
+    ) -> None:
+        """The thinking block: its start (with the ping) at once, then after ``first_delay``
+        its paced deltas (none when not ``shown``), then the signature and its stop."""
+        index = out.open_block({"type": "thinking", "thinking": "", "signature": ""})
+        await out.send()
+        await out.conn.pause(config.first_delay)
+        for i, step in enumerate(thinking_steps(steps) if shown else []):
             if i > 0:
-                await conn.pause(config.interval)
-            await conn.send(_sse("content_block_delta", _delta(0, "thinking_delta", thinking=step)))
+                await out.conn.pause(config.interval)
+            await out.delta(index, "thinking_delta", thinking=step)
             record.thinking_written += step
-            extra_tokens += 1
-        if thinking:
-            signature = _delta(0, "signature_delta", signature=_new_id("sig"))
-            await conn.send(
-                _sse("content_block_delta", signature)
-                + _sse("content_block_stop", {"type": "content_block_stop", "index": 0})
-                + text_start
-            )
+        out.queue("content_block_delta", _delta(index, "signature_delta", signature=_new_id("sig")))
+        out.close_block(index)
 
-        fault_at = min(config.error_after, len(chunks)) if fault in MIDSTREAM_FAULTS else None
-        for i in range(len(chunks) + 1):
-            if (i > 0 or thinking) and (i < len(chunks) or i == fault_at):
-                await conn.pause(config.interval)
-            if i == fault_at:
-                await self._midstream_fault(conn, record, fault)
-                return
-            if i == len(chunks):
-                break
-            delta = _delta(text_index, "text_delta", text=chunks[i])
-            await conn.send(_sse("content_block_delta", delta))
-            record.delta_times.append(time.monotonic())
-            record.deltas_written += 1
-            record.text_written += chunks[i]
-            self._notify()
-
-        pending = _sse("content_block_stop", {"type": "content_block_stop", "index": text_index})
-        index = text_index + 1
-        if config.unknown_block:
-            pending += (
-                _sse(
-                    "content_block_start",
-                    {
-                        "type": "content_block_start",
-                        "index": index,
-                        "content_block": {"type": "future_block", "data": ""},
-                    },
-                )
-                + _sse(
-                    "content_block_delta",
-                    _delta(index, "future_delta", data="something new"),
-                )
-                + _sse("content_block_stop", {"type": "content_block_stop", "index": index})
-            )
-            index += 1
-        if config.tool_use and stop_reason != "max_tokens":
-            block = {"type": "tool_use", "id": _new_id("toolu"), "name": TOOL_NAME, "input": {}}
-            await conn.send(
-                pending
-                + _sse(
-                    "content_block_start",
-                    {"type": "content_block_start", "index": index, "content_block": block},
-                )
-            )
-            for part in tool_json_parts():
-                await conn.pause(config.interval)
-                delta = _delta(index, "input_json_delta", partial_json=part)
-                await conn.send(_sse("content_block_delta", delta))
-                record.tool_json_written += part
-                extra_tokens += 1
-            pending = _sse("content_block_stop", {"type": "content_block_stop", "index": index})
-
-        usage: dict[str, Any] = {"output_tokens": record.deltas_written + extra_tokens}
-        if config.cache_read or config.cache_creation:
-            usage = {
-                "input_tokens": record.input_tokens,
-                "cache_creation_input_tokens": config.cache_creation,
-                "cache_read_input_tokens": config.cache_read,
-                **usage,
-            }
-        await conn.send(
-            pending
-            + _sse(
-                "message_delta",
-                {
-                    "type": "message_delta",
-                    "delta": {"stop_reason": stop_reason, "stop_sequence": None},
-                    "usage": usage,
-                },
-            )
-            + _sse("message_stop", {"type": "message_stop"})
-            + b"0\r\n\r\n"
-        )
-        record.completed = True
-        self._finish(record, "completed")
-        await conn.close()
+    async def _stream_tool_use(
+        self, out: _Events, record: RequestRecord, config: FakeConfig
+    ) -> int:
+        """The tool_use block with its paced ``input_json_delta`` events; returns their count."""
+        block = {"type": "tool_use", "id": _new_id("toolu"), "name": TOOL_NAME, "input": {}}
+        index = out.open_block(block)
+        await out.send()
+        parts = tool_json_parts()
+        for part in parts:
+            await out.conn.pause(config.interval)
+            await out.delta(index, "input_json_delta", partial_json=part)
+            record.tool_json_written += part
+        out.close_block(index)
+        return len(parts)
 
     async def _midstream_fault(
         self, conn: _Connection, record: RequestRecord, fault: str | None
@@ -1286,27 +1432,24 @@ class FakeAnthropicServer:
             await conn.gone.wait()
             raise _ClientGone
         text = "".join(chunks)
+        steps, shown = thinking_plan(config, body)
         content: list[dict[str, Any]] = []
-        output_tokens = len(chunks)
-        if config.thinking:
-            record.thinking_written = "".join(thinking_steps(config.thinking))
-            content.append(
-                {
-                    "type": "thinking",
-                    "thinking": record.thinking_written,
-                    "signature": _new_id("sig"),
-                }
-            )
-            output_tokens += config.thinking
+        if steps:
+            thinking = "".join(thinking_steps(steps)) if shown else ""
+            record.thinking_written = thinking
+            content.append({"type": "thinking", "thinking": thinking, "signature": _new_id("sig")})
+        if config.redacted_thinking:
+            content.append({"type": "redacted_thinking", "data": REDACTED_THINKING_DATA})
         content.append({"type": "text", "text": text})
         if config.unknown_block:
             content.append({"type": "future_block", "data": "something new"})
+        tool_tokens = 0
         if config.tool_use and stop_reason != "max_tokens":
             record.tool_json_written = "".join(tool_json_parts())
             content.append(
                 {"type": "tool_use", "id": _new_id("toolu"), "name": TOOL_NAME, "input": TOOL_INPUT}
             )
-            output_tokens += len(tool_json_parts())
+            tool_tokens = len(tool_json_parts())
         message = {
             "id": record.message_id,
             "type": "message",
@@ -1316,10 +1459,8 @@ class FakeAnthropicServer:
             "stop_reason": stop_reason,
             "stop_sequence": None,
             "usage": {
-                "input_tokens": record.input_tokens,
-                "cache_creation_input_tokens": config.cache_creation,
-                "cache_read_input_tokens": config.cache_read,
-                "output_tokens": output_tokens,
+                **record.input_usage(),
+                "output_tokens": len(chunks) + steps + tool_tokens,
             },
         }
         record.text_written = text
@@ -1458,6 +1599,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fail-times", type=int, default=None)
     parser.add_argument("--required-key", default=None)
     parser.add_argument("--no-ping", action="store_true")
+    parser.add_argument(
+        "--thinking",
+        type=int,
+        default=None,
+        help="thinking steps before the text (default: as the request asks; 0: never)",
+    )
     parser.add_argument("--log-level", default="WARNING")
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -1474,6 +1621,7 @@ def main(argv: list[str] | None = None) -> int:
         fail_times=args.fail_times,
         required_key=args.required_key,
         ping=not args.no_ping,
+        thinking=args.thinking,
     )
     stop = threading.Event()
 
