@@ -16,8 +16,10 @@ TRANSCRIPT_FIELDS = (
     "role",
     "status",
     "stop_reason",
+    "thinking",
     "shown_text",
     "input_tokens",
+    "cache_display",
     "output_tokens_display",
     "time_to_first_token_ms",
     "created_at",
@@ -41,6 +43,13 @@ class MessageInline(admin.TabularInline):
     @admin.display(description="text")
     def shown_text(self, obj: Message) -> str:
         return obj.display_text
+
+    @admin.display(description="cached input")
+    def cache_display(self, obj: Message) -> str:
+        read, written = obj.cache_read_input_tokens, obj.cache_creation_input_tokens
+        if not read and not written:
+            return "-"
+        return f"{read or 0} read · {written or 0} written"
 
     @admin.display(description="output tokens")
     def output_tokens_display(self, obj: Message) -> str:
@@ -104,7 +113,7 @@ class ConversationAdmin(admin.ModelAdmin):
 class MessageAdmin(admin.ModelAdmin):
     list_display = ["__str__", "conversation", "role", "status", "stop_reason", "created_at"]
     list_filter = ["status", "stop_reason", "role", "model", "created_at"]
-    search_fields = ["content", "conversation__title"]
+    search_fields = ["content", "thinking", "conversation__title"]
     readonly_fields = [f.name for f in Message._meta.get_fields() if f.concrete] + ["shown_text"]
     list_select_related = ["conversation"]
 

@@ -35,6 +35,11 @@ class Conversation(models.Model):
     title = models.CharField(max_length=200, blank=True)
     model = models.CharField(max_length=100, blank=True, help_text="Empty: the site default.")
     system_prompt = models.TextField(blank=True)
+    thinking_budget = models.PositiveIntegerField(
+        default=0,
+        help_text="Extended thinking: the tokens Claude may think for before answering "
+        "(an effort on models that think adaptively); 0: off.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -74,12 +79,29 @@ class Message(models.Model):
         Conversation, on_delete=models.CASCADE, related_name="messages"
     )
     role = models.CharField(max_length=16, choices=Role.choices)
-    content = models.TextField(blank=True)
+    content = models.TextField(blank=True, help_text="The answer's text, as the user saw it.")
+    thinking = models.TextField(
+        blank=True, help_text="Claude's thinking before the answer, as the user saw it."
+    )
+    thinking_signature = models.TextField(
+        blank=True,
+        help_text="Anthropic's signature of a finished thinking block (opaque; the API verifies "
+        "it when thinking is sent back).",
+    )
+    thinking_ms = models.PositiveIntegerField(
+        null=True, blank=True, help_text="How long Claude thought before answering."
+    )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.COMPLETE)
     stop_reason = models.CharField(max_length=32, choices=StopReason.choices, blank=True)
     error = models.TextField(blank=True, help_text="What went wrong, as shown to the user.")
     input_tokens = models.PositiveIntegerField(null=True, blank=True)
     output_tokens = models.PositiveIntegerField(null=True, blank=True)
+    cache_read_input_tokens = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Input tokens read from Anthropic's prompt cache."
+    )
+    cache_creation_input_tokens = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Input tokens written to Anthropic's prompt cache."
+    )
     tokens_estimated = models.BooleanField(
         default=False,
         help_text="Output tokens estimated from the text: a stopped stream never reports them.",
@@ -88,6 +110,9 @@ class Message(models.Model):
     model = models.CharField(max_length=100, blank=True)
     max_tokens = models.PositiveIntegerField(
         null=True, blank=True, help_text="The output limit the reply was requested with."
+    )
+    thinking_budget = models.PositiveIntegerField(
+        default=0, help_text="The thinking budget the reply was requested with (0: none)."
     )
     owner_channel = models.CharField(
         max_length=200,
@@ -151,6 +176,13 @@ class Message(models.Model):
             self.stop_reason,
             f"The reply ended for a reason this app does not know ({self.stop_reason}).",
         )
+
+    @property
+    def thinking_seconds(self) -> int | None:
+        """Whole seconds the model thought (at least 1), or None when it did not."""
+        if self.thinking_ms is None:
+            return None
+        return max(1, round(self.thinking_ms / 1000))
 
     @property
     def display_text(self) -> str:

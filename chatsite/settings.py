@@ -12,6 +12,8 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.csp import CSP
 
+from chat.providers import catalog
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -194,10 +196,17 @@ SECURE_CSP = {
 ANTHROPIC_API_KEY = os.environ.get("ANTHROPIC_API_KEY", "")
 ANTHROPIC_BASE_URL = os.environ.get("ANTHROPIC_BASE_URL", "")
 CHAT_PROVIDER = os.environ.get("CHAT_PROVIDER", "anthropic" if ANTHROPIC_API_KEY else "demo")
-CHAT_MODEL = os.environ.get("CHAT_MODEL", "claude-sonnet-4-6")
+# The default is the newest Sonnet the installed SDK names (chat/providers/catalog.py).
+CHAT_MODEL = os.environ.get("CHAT_MODEL", catalog.DEFAULT_MODEL)
 # The models a conversation may choose (comma-separated); the default model is always offered.
-_MODELS = env_list("CHAT_MODELS", "claude-sonnet-4-6,claude-opus-4-1,claude-haiku-4-5")
+_MODELS = env_list("CHAT_MODELS", ",".join(catalog.OFFERED))
 CHAT_MODELS = list(dict.fromkeys([CHAT_MODEL, *_MODELS]))
+# Extended thinking for new conversations: a token budget (at least 1024), 0 = off. Each
+# conversation's settings change it; a model that thinks adaptively gets an effort instead.
+CHAT_THINKING_BUDGET = int(os.environ.get("CHAT_THINKING_BUDGET", "0"))
+# Ask Anthropic to cache each request's conversation prefix (top-level cache_control), so a long
+# conversation's history is billed at the cache-read rate on the next turn.
+CHAT_PROMPT_CACHING = env_bool("CHAT_PROMPT_CACHING", True)
 CHAT_MAX_SYSTEM_PROMPT_CHARS = 20000
 CHAT_MAX_TOKENS = int(os.environ.get("CHAT_MAX_TOKENS", "4096"))
 # Tokens are coalesced into at most one frame per this many seconds per reply.
@@ -239,7 +248,7 @@ CHAT_STALL_TIMEOUT = float(os.environ.get("CHAT_STALL_TIMEOUT", "60"))
 # After a conversation's first exchange, ask the model for a short title (the demo provider
 # keeps the first words), with this model and at most this many seconds.
 CHAT_AUTO_TITLE = env_bool("CHAT_AUTO_TITLE", True)
-CHAT_TITLE_MODEL = os.environ.get("CHAT_TITLE_MODEL", "claude-haiku-4-5")
+CHAT_TITLE_MODEL = os.environ.get("CHAT_TITLE_MODEL", catalog.TITLE_MODEL)
 CHAT_TITLE_TIMEOUT = float(os.environ.get("CHAT_TITLE_TIMEOUT", "10"))
 # The SDK retries 408/409/429/5xx before the stream starts; never once it has started.
 CHAT_MAX_RETRIES = int(os.environ.get("CHAT_MAX_RETRIES", "2"))
@@ -255,13 +264,24 @@ LOGGING = {
     },
 }
 
-# Prices in USD per million tokens, (input, output), of the models in CHAT_MODELS: the usage and
-# cost shown on a conversation (chat/pricing.py) are computed from this. A local table, fetched
-# from nowhere: keep it up to date with Anthropic's price list when models or prices change. A
-# model missing here makes its replies' cost "unknown" rather than guessed.
-CHAT_PRICES: dict[str, tuple[float, float]] = {
-    "claude-sonnet-4-6": (3, 15),
-    "claude-opus-4-1": (15, 75),
-    "claude-haiku-4-5": (1, 5),
-    "demo": (0, 0),  # the offline demo model (replies made without an API key)
+# Prices in USD per million tokens of the models in CHAT_MODELS: (input, output, cache write,
+# cache read). Cache writes (5-minute TTL) cost 1.25x input, cache reads 0.1x. The usage and cost
+# shown on a conversation (chat/data/pricing.py) are computed from this. A local table, fetched
+# from nowhere: keep it up to date with Anthropic's price list. The 5-series figures are their
+# line's published 4.6 prices (Sonnet, Opus, Haiku), assumed unchanged: check them. A model
+# missing here makes its replies' cost "unknown" rather than guessed.
+CHAT_PRICES: dict[str, tuple[float, float, float, float]] = {
+    "claude-sonnet-5-5": (3, 15, 3.75, 0.30),
+    "claude-sonnet-5": (3, 15, 3.75, 0.30),
+    "claude-sonnet-4-6": (3, 15, 3.75, 0.30),
+    "claude-sonnet-4-5": (3, 15, 3.75, 0.30),
+    "claude-opus-5-5": (5, 25, 6.25, 0.50),
+    "claude-opus-5": (5, 25, 6.25, 0.50),
+    "claude-opus-4-8": (5, 25, 6.25, 0.50),
+    "claude-opus-4-7": (5, 25, 6.25, 0.50),
+    "claude-opus-4-6": (5, 25, 6.25, 0.50),
+    "claude-opus-4-5": (5, 25, 6.25, 0.50),
+    "claude-haiku-5-5": (1, 5, 1.25, 0.10),
+    "claude-haiku-4-5": (1, 5, 1.25, 0.10),
+    "demo": (0, 0, 0, 0),  # the offline demo model (replies made without an API key)
 }

@@ -51,6 +51,9 @@ QUICK_REPLY = "[[fake:deltas=4,interval=0.01]]"
 
 #: A text batch of a reply, appended to its bubble: (message id, escaped text).
 BATCH = re.compile(r'<span id="msg-(\d+)-body" hx-swap-oob="beforeend">(.*?)</span>', re.DOTALL)
+THINKING_BATCH = re.compile(
+    r'<span id="msg-(\d+)-thinking" hx-swap-oob="beforeend">(.*?)</span>', re.DOTALL
+)
 #: A message bubble: (id, role, status).
 ARTICLE = re.compile(r'<article id="msg-(\d+)" class="msg msg--(\w+) msg--(\w+)"')
 #: A reply's final form, swapped in by id: (id, status).
@@ -62,6 +65,11 @@ FINAL = re.compile(
 #: The CHAT_MAX_TOKENS of tests/test_metrics.py (the ``metrics_settings`` fixture): the fallback
 #: its figures of tokens not generated are worked out with.
 METRICS_MAX_TOKENS = 2000
+
+
+def first_thinking(message_id: int) -> str:
+    """The pattern of any thinking batch of that reply (its thinking is streaming)."""
+    return rf'id="msg-{message_id}-thinking" hx-swap-oob="beforeend"'
 
 
 def first_batch(message_id: int) -> str:
@@ -149,6 +157,15 @@ class ChatSocket:
             html.unescape(text)
             for frame in self.frames
             for mid, text in BATCH.findall(frame)
+            if int(mid) == message_id
+        )
+
+    def thinking_sent(self, message_id: int) -> str:
+        """The reply's thinking as the browser received it, unescaped."""
+        return "".join(
+            html.unescape(text)
+            for frame in self.frames
+            for mid, text in THINKING_BATCH.findall(frame)
             if int(mid) == message_id
         )
 

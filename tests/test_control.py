@@ -286,15 +286,15 @@ async def test_new_settings_apply_to_the_next_reply_of_an_already_open_socket(
     fake_anthropic.reset(QUICK)
     sock = await chat_socket(conversation, user)  # opened before the change
     await Conversation.objects.filter(pk=conversation.pk).aupdate(
-        model="claude-haiku-4-5", system_prompt="Answer like a pirate."
+        model="claude-haiku-5-5", system_prompt="Answer like a pirate."
     )
     await sock.send("send", "Hello")
     _, reply_id = await sock.turn_started()
     assert await sock.finished(reply_id) == "complete"
     record = await fake_anthropic.await_request()
-    assert record.body["model"] == "claude-haiku-4-5"
+    assert record.body["model"] == "claude-haiku-5-5"
     assert "Answer like a pirate." in str(record.body.get("system"))
-    assert (await Message.objects.aget(pk=reply_id)).model == "claude-haiku-4-5"
+    assert (await Message.objects.aget(pk=reply_id)).model == "claude-haiku-5-5"
 
 
 async def test_a_live_reply_closed_elsewhere_stops_streaming_at_its_next_checkpoint(

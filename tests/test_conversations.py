@@ -474,11 +474,36 @@ def test_a_model_without_a_price_makes_the_cost_unknown() -> None:
     partly = usage_from_totals(
         [
             ModelTotals("gpt-nothing", 10, 10, replies=1),
-            ModelTotals("claude-opus-4-1", 1000, 1000, replies=1),
+            ModelTotals("claude-opus-4-5", 1000, 1000, replies=1),
         ]
     )
-    assert partly.cost_usd == Decimal("0.09") and not partly.priced
-    assert partly.cost_text == "$0.09 + unknown"
+    assert partly.cost_usd == Decimal("0.03") and not partly.priced
+    assert partly.cost_text == "$0.03 + unknown"
+
+
+def test_cached_input_is_priced_at_the_cache_rates() -> None:
+    usage = usage_from_totals(
+        [
+            ModelTotals(
+                "claude-sonnet-4-6",
+                input_tokens=1000,
+                output_tokens=100,
+                replies=2,
+                cache_read_tokens=100_000,
+                cache_creation_tokens=10_000,
+            )
+        ]
+    )
+    # 1000 * 3 + 10,000 * 3.75 + 100,000 * 0.30 + 100 * 15 = 72,000 (per million)
+    assert usage.cost_usd == Decimal("0.072")
+    assert (usage.input_text, usage.cached_text) == ("1,000", "100,000")
+    assert "100,000 read from Anthropic's prompt cache" in usage.description
+    # A table that gives only input and output prices: the cache prices follow Anthropic's
+    # multipliers of the input price (1.25x to write, 0.1x to read).
+    two = usage_from_totals(
+        [ModelTotals("m", 0, 0, replies=1, cache_read_tokens=1_000_000)], prices={"m": (2, 10)}
+    )
+    assert two.cost_usd == Decimal("0.2")
 
 
 def test_an_estimate_anywhere_marks_the_figures_built_from_it() -> None:

@@ -172,6 +172,31 @@ def test_output_tokens_split_reported_and_estimated(conversation: Conversation) 
     assert m.output_tokens == 838
 
 
+def test_input_tokens_are_split_by_what_the_prompt_cache_did(
+    client: Client, staff: User, conversation: Conversation
+) -> None:
+    for uncached, read, written in [(10, None, None), (20, 4000, 300), (5, 4300, 0)]:
+        message = reply(conversation, status="complete", stop_reason="end_turn", seconds=1)
+        Message.objects.filter(pk=message.pk).update(
+            input_tokens=uncached,
+            cache_read_input_tokens=read,
+            cache_creation_input_tokens=written,
+        )
+    metrics = compute_reply_metrics()
+    assert (
+        metrics.input_tokens_uncached,
+        metrics.input_tokens_cache_read,
+        metrics.input_tokens_cache_write,
+    ) == (35, 8300, 300)
+    client.force_login(staff)
+    samples = parse_prometheus(client.get("/metrics").content.decode())
+    assert sample(samples, "stopchat_input_tokens_total", kind="uncached") == 35
+    assert sample(samples, "stopchat_input_tokens_total", kind="cache_read") == 8300
+    assert sample(samples, "stopchat_input_tokens_total", kind="cache_write") == 300
+    page = client.get("/admin/chat/metrics/").content.decode()
+    assert 'id="metric-input-cache-read"' in page and "8300" in page
+
+
 def test_empty_database() -> None:
     m = compute_reply_metrics()
     assert (m.started, m.streaming, m.stop_sample, m.stop_seconds_count) == (0, 0, 0, 0)
@@ -318,7 +343,7 @@ def test_metrics_for_staff(client: Client, staff: User, conversation: Conversati
     assert sample(samples, "stopchat_tokens_not_generated_upper_bound_total") == 6910
     assert sample(samples, "stopchat_output_tokens_total", source="reported") == 350
     assert sample(samples, "stopchat_output_tokens_total", source="estimated") == 488
-    assert len(samples) == 15  # 1 + 6 outcomes + 1 + 4 summary lines + 1 + 2
+    assert len(samples) == 18  # 1 + 6 outcomes + 1 + 4 summary lines + 1 + 2 + 3 input kinds
     assert "# TYPE stopchat_replies_total counter" in text
     assert "# TYPE stopchat_replies_streaming gauge" in text
     assert "# TYPE stopchat_stop_after_seconds summary" in text

@@ -132,23 +132,23 @@ def test_conversation_settings_are_saved_by_the_owner_only_and_validated(
     page = client.get(
         reverse("chat:conversation_detail", kwargs={"conversation_id": conversation.pk})
     ).content.decode()
-    assert "Save settings" in page and 'value="claude-haiku-4-5"' in page
+    assert "Save settings" in page and 'value="claude-haiku-5-5"' in page
 
-    response = client.post(url, {"model": "claude-haiku-4-5", "system_prompt": "Be brief."})
+    response = client.post(url, {"model": "claude-haiku-5-5", "system_prompt": "Be brief."})
     assert response.status_code == 302
     conversation.refresh_from_db()
-    assert (conversation.model, conversation.system_prompt) == ("claude-haiku-4-5", "Be brief.")
+    assert (conversation.model, conversation.system_prompt) == ("claude-haiku-5-5", "Be brief.")
 
     response = client.post(url, {"model": "gpt-nothing", "system_prompt": "x"})
     assert response.status_code == 400
     assert "Select a valid choice" in response.content.decode()
     conversation.refresh_from_db()
-    assert conversation.model == "claude-haiku-4-5"
+    assert conversation.model == "claude-haiku-5-5"
 
     client.force_login(other_user)
-    assert client.post(url, {"model": "claude-opus-4-1"}).status_code == 404
+    assert client.post(url, {"model": "claude-opus-5-5"}).status_code == 404
     csrf_client = Client(enforce_csrf_checks=True)
     csrf_client.force_login(user)
-    assert csrf_client.post(url, {"model": "claude-opus-4-1"}).status_code == 403
+    assert csrf_client.post(url, {"model": "claude-opus-5-5"}).status_code == 403
     conversation.refresh_from_db()
-    assert conversation.model == "claude-haiku-4-5"
+    assert conversation.model == "claude-haiku-5-5"

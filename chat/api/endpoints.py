@@ -101,6 +101,7 @@ def _conversation_json(conversation: Conversation) -> dict[str, Any]:
         "title": str(conversation),
         "model": conversation.model or settings.CHAT_MODEL,
         "system_prompt": conversation.system_prompt,
+        "thinking_budget": conversation.thinking_budget,
         "created_at": conversation.created_at.isoformat(),
         "updated_at": conversation.updated_at.isoformat(),
         "url": reverse("chat:conversation_detail", args=[conversation.pk]),
@@ -116,6 +117,9 @@ def _message_json(message: Message) -> dict[str, Any]:
         "id": message.pk,
         "role": message.role,
         "content": message.content,
+        "thinking": message.thinking,
+        "thinking_signature": message.thinking_signature,
+        "thinking_ms": message.thinking_ms,
         "status": message.status,
         "stop_reason": message.stop_reason,
         "stop_note": message.stop_note,
@@ -130,6 +134,8 @@ def _message_json(message: Message) -> dict[str, Any]:
 def _usage_json(message: Message) -> dict[str, Any]:
     return {
         "input_tokens": message.input_tokens,
+        "cache_read_input_tokens": message.cache_read_input_tokens,
+        "cache_creation_input_tokens": message.cache_creation_input_tokens,
         "output_tokens": message.output_tokens,
         "estimated": message.tokens_estimated,
     }
@@ -138,7 +144,7 @@ def _usage_json(message: Message) -> dict[str, Any]:
 @api_view("GET", "POST")
 async def conversations(request: HttpRequest, user: User) -> HttpResponseBase:
     """GET: the user's newest conversations. POST: a new one (`title`, `model`,
-    `system_prompt`, all optional)."""
+    `system_prompt`, `thinking_budget`, all optional)."""
     if request.method == "GET":
         listed = await database_sync_to_async(_newest_conversations_json)(user)
         return JsonResponse({"conversations": listed})
@@ -153,6 +159,7 @@ async def conversations(request: HttpRequest, user: User) -> HttpResponseBase:
         {
             "model": data.get("model") or settings.CHAT_MODEL,
             "system_prompt": data.get("system_prompt", ""),
+            "thinking_budget": data.get("thinking_budget", settings.CHAT_THINKING_BUDGET),
         }
     )
     if not form.is_valid():
@@ -251,7 +258,11 @@ async def _event_stream(turn: turns.Turn) -> AsyncIterator[bytes]:
                     },
                 )
             elif isinstance(event, TextBatch):
-                yield _sse("text", {"text": event.text})
+                # Thinking comes before the answer: within one batch, too.
+                if event.thinking:
+                    yield _sse("thinking", {"text": event.thinking})
+                if event.text:
+                    yield _sse("text", {"text": event.text})
             elif isinstance(event, ReplyFinished):
                 message = event.message
                 yield _sse(
@@ -263,6 +274,7 @@ async def _event_stream(turn: turns.Turn) -> AsyncIterator[bytes]:
                         "stop_note": message.stop_note,
                         "error": message.error,
                         "chars": len(message.content),
+                        "thinking_chars": len(message.thinking),
                         "usage": _usage_json(message),
                     },
                 )

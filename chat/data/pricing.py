@@ -1,6 +1,9 @@
 """Token usage of a conversation and what it cost, in USD.
 
-Prices come from settings.CHAT_PRICES (USD per million tokens, input and output), a local table.
+Prices come from settings.CHAT_PRICES (USD per million tokens: input, output, cache write, cache
+read), a local table. Anthropic counts a request's input in three parts, each at its own price:
+`input_tokens` (neither read from nor written to the prompt cache), `cache_creation_input_tokens`
+and `cache_read_input_tokens`.
 Amounts are Decimals: a conversation's cost is a sum of many tiny amounts that floats would blur.
 Counts the provider never reported (a stopped reply's output, a reply still streaming) are
 estimates, and say so: every figure built from one carries a "~".
@@ -17,7 +20,24 @@ from django.conf import settings
 MILLION = Decimal(1_000_000)
 SMALLEST_SHOWN = Decimal("0.000001")
 
-Prices = Mapping[str, tuple[float | int | str | Decimal, float | int | str | Decimal]]
+Amount = float | int | str | Decimal
+#: (input, output) or (input, output, cache write, cache read), USD per million tokens.
+Prices = Mapping[str, tuple[Amount, ...]]
+
+#: Anthropic's cache prices relative to the input price, for a table that gives only two prices:
+#: a 5-minute cache write costs 1.25x, a read 0.1x.
+CACHE_WRITE_FACTOR = Decimal("1.25")
+CACHE_READ_FACTOR = Decimal("0.1")
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    """USD per million tokens of one model."""
+
+    input: Decimal
+    output: Decimal
+    cache_write: Decimal
+    cache_read: Decimal
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +49,8 @@ class ModelTotals:
     input_tokens: int
     output_tokens: int
     replies: int = 0
+    cache_read_tokens: int = 0
+    cache_creation_tokens: int = 0
     input_missing: bool = False
     """Some reply has no input token count (it never started, or is still streaming)."""
     output_estimated: bool = False
@@ -52,10 +74,17 @@ class ConversationUsage:
     input_estimated: bool = False
     output_estimated: bool = False
     unpriced_models: tuple[str, ...] = ()
+    cache_read_tokens: int = 0
+    cache_creation_tokens: int = 0
 
     @property
     def input_text(self) -> str:
         return f"{'~' if self.input_estimated else ''}{self.input_tokens:,}"
+
+    @property
+    def cached_text(self) -> str:
+        """Input read from the prompt cache, or "" when none was."""
+        return f"{self.cache_read_tokens:,}" if self.cache_read_tokens else ""
 
     @property
     def output_text(self) -> str:
@@ -77,6 +106,12 @@ class ConversationUsage:
             f"Tokens used by this conversation's replies: {self.input_tokens:,} input, "
             f"{self.output_tokens:,} output."
         ]
+        if self.cache_read_tokens or self.cache_creation_tokens:
+            parts.append(
+                f"Besides the input: {self.cache_read_tokens:,} read from Anthropic's prompt "
+                f"cache (billed at a tenth of the input price) and "
+                f"{self.cache_creation_tokens:,} written to it."
+            )
         if self.estimated:
             parts.append(
                 "~ marks estimates: a stopped or unfinished reply never reports all its tokens."
@@ -102,13 +137,26 @@ def format_usd(amount: Decimal) -> str:
     return f"${whole}.{decimals.rstrip('0').ljust(2, '0')}"
 
 
-def price_for(model: str, prices: Prices | None = None) -> tuple[Decimal, Decimal] | None:
-    """USD per million (input, output) tokens of a model, or None if the table has no price."""
-    table = settings.CHAT_PRICES if prices is None else prices
-    price = table.get(model)
-    if price is None:
+def price_for(model: str, prices: Prices | None = None) -> Price | None:
+    """What a model's tokens cost, or None if the table has no price for it."""
+    table: Prices = settings.CHAT_PRICES if prices is None else prices
+    row = table.get(model)
+    if row is None:
         return None
-    return Decimal(str(price[0])), Decimal(str(price[1]))
+    amounts = [Decimal(str(amount)) for amount in row]
+    if len(amounts) == 2:
+        amounts += [amounts[0] * CACHE_WRITE_FACTOR, amounts[0] * CACHE_READ_FACTOR]
+    return Price(*amounts[:4])
+
+
+def cost_of(row: ModelTotals, price: Price) -> Decimal:
+    """USD for one model's tokens."""
+    return (
+        row.input_tokens * price.input
+        + row.cache_creation_tokens * price.cache_write
+        + row.cache_read_tokens * price.cache_read
+        + row.output_tokens * price.output
+    ) / MILLION
 
 
 def usage_from_totals(
@@ -129,6 +177,8 @@ def usage_from_totals(
                 input_tokens=seen.input_tokens + row.input_tokens,
                 output_tokens=seen.output_tokens + row.output_tokens,
                 replies=seen.replies + row.replies,
+                cache_read_tokens=seen.cache_read_tokens + row.cache_read_tokens,
+                cache_creation_tokens=seen.cache_creation_tokens + row.cache_creation_tokens,
                 input_missing=seen.input_missing or row.input_missing,
                 output_estimated=seen.output_estimated or row.output_estimated,
             )
@@ -143,7 +193,7 @@ def usage_from_totals(
             unpriced.append(row.model or "an unnamed model")
             continue
         any_priced = True
-        cost += (row.input_tokens * price[0] + row.output_tokens * price[1]) / MILLION
+        cost += cost_of(row, price)
     input_estimated = any(row.input_missing for row in rows)
     output_estimated = any(row.output_estimated for row in rows)
     return ConversationUsage(
@@ -156,4 +206,6 @@ def usage_from_totals(
         input_estimated=input_estimated,
         output_estimated=output_estimated,
         unpriced_models=tuple(sorted(unpriced)),
+        cache_read_tokens=sum(row.cache_read_tokens for row in rows),
+        cache_creation_tokens=sum(row.cache_creation_tokens for row in rows),
     )

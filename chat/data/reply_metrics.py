@@ -88,6 +88,10 @@ class ReplyMetrics:
     default_max_tokens: int
     output_tokens_reported: int
     output_tokens_estimated: int
+    input_tokens_uncached: int
+    """Input tokens billed in full (neither read from nor written to the prompt cache)."""
+    input_tokens_cache_read: int
+    input_tokens_cache_write: int
 
     @property
     def output_tokens(self) -> int:
@@ -127,6 +131,9 @@ def compute_reply_metrics(*, window: int = STOP_DURATION_WINDOW) -> ReplyMetrics
         without_max_tokens=Count("id", filter=_STOPPED & Q(max_tokens__isnull=True)),
         tokens_reported=Coalesce(Sum("output_tokens", filter=Q(tokens_estimated=False)), 0),
         tokens_estimated=Coalesce(Sum("output_tokens", filter=Q(tokens_estimated=True)), 0),
+        input_uncached=Coalesce(Sum("input_tokens"), 0),
+        input_cache_read=Coalesce(Sum("cache_read_input_tokens"), 0),
+        input_cache_write=Coalesce(Sum("cache_creation_input_tokens"), 0),
         stop_count=Count("id", filter=_TIMED_USER_STOP),
         stop_total=Sum(
             ExpressionWrapper(F("finished_at") - F("created_at"), output_field=DurationField()),
@@ -167,4 +174,7 @@ def compute_reply_metrics(*, window: int = STOP_DURATION_WINDOW) -> ReplyMetrics
         default_max_tokens=default_max_tokens,
         output_tokens_reported=counts["tokens_reported"],
         output_tokens_estimated=counts["tokens_estimated"],
+        input_tokens_uncached=counts["input_uncached"],
+        input_tokens_cache_read=counts["input_cache_read"],
+        input_tokens_cache_write=counts["input_cache_write"],
     )

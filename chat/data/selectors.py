@@ -155,6 +155,8 @@ def conversation_usage(*, conversation_id: uuid.UUID | str) -> ConversationUsage
             with_output=Count("output_tokens"),
             input_sum=Sum("input_tokens"),
             output_sum=Sum("output_tokens"),
+            cache_read_sum=Sum("cache_read_input_tokens"),
+            cache_creation_sum=Sum("cache_creation_input_tokens"),
         )
         .order_by()  # no ORDER BY: Meta.ordering must not split the groups
     )
@@ -164,6 +166,8 @@ def conversation_usage(*, conversation_id: uuid.UUID | str) -> ConversationUsage
             input_tokens=row["input_sum"] or 0,
             output_tokens=row["output_sum"] or 0,
             replies=row["replies"],
+            cache_read_tokens=row["cache_read_sum"] or 0,
+            cache_creation_tokens=row["cache_creation_sum"] or 0,
             input_missing=row["with_input"] < row["replies"],
             output_estimated=row["tokens_estimated"] or row["with_output"] < row["replies"],
         )

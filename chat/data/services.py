@@ -24,10 +24,23 @@ def estimate_tokens(chars: int) -> int:
 
 
 def conversation_create(
-    *, user: User, title: str = "", model: str = "", system_prompt: str = ""
+    *,
+    user: User,
+    title: str = "",
+    model: str = "",
+    system_prompt: str = "",
+    thinking_budget: int | None = None,
 ) -> Conversation:
+    """A new conversation; its thinking is the site's default (CHAT_THINKING_BUDGET) unless
+    given."""
+    if thinking_budget is None:
+        thinking_budget = max(0, settings.CHAT_THINKING_BUDGET)
     return Conversation.objects.create(
-        user=user, title=title[:200], model=model, system_prompt=system_prompt
+        user=user,
+        title=title[:200],
+        model=model,
+        system_prompt=system_prompt,
+        thinking_budget=thinking_budget,
     )
 
 
@@ -85,7 +98,12 @@ def _check_limits(conversation: Conversation, *, new_message: bool) -> None:
 
 
 def _reply_row(
-    conversation: Conversation, *, model: str, max_tokens: int | None, owner_channel: str
+    conversation: Conversation,
+    *,
+    model: str,
+    max_tokens: int | None,
+    owner_channel: str,
+    thinking_budget: int = 0,
 ) -> Message:
     """An unsaved streaming assistant message."""
     return Message(
@@ -94,6 +112,7 @@ def _reply_row(
         status=Message.Status.STREAMING,
         model=model,
         max_tokens=max_tokens,
+        thinking_budget=thinking_budget,
         owner_channel=owner_channel,
         heartbeat_at=timezone.now(),
     )
@@ -110,6 +129,7 @@ def turn_create(
     model: str,
     max_tokens: int | None = None,
     owner_channel: str = "",
+    thinking_budget: int = 0,
 ) -> tuple[Message, Message]:
     """Save the user's message and an empty streaming assistant message after it, atomically.
 
@@ -131,6 +151,7 @@ def turn_create(
                         model=model,
                         max_tokens=max_tokens,
                         owner_channel=owner_channel,
+                        thinking_budget=thinking_budget,
                     ),
                 ]
             )
@@ -150,6 +171,7 @@ def _replace_last_reply(
     model: str,
     max_tokens: int | None,
     owner_channel: str,
+    thinking_budget: int = 0,
 ) -> tuple[Message, list[int], Message]:
     """Drop the replies after the last user message and start a new one (one transaction).
 
@@ -176,7 +198,11 @@ def _replace_last_reply(
                 last_user.content = new_text
                 last_user.save(update_fields=["content"])
             assistant_message = _reply_row(
-                conversation, model=model, max_tokens=max_tokens, owner_channel=owner_channel
+                conversation,
+                model=model,
+                max_tokens=max_tokens,
+                owner_channel=owner_channel,
+                thinking_budget=thinking_budget,
             )
             assistant_message.save(force_insert=True)
             _touch(conversation)
@@ -186,7 +212,12 @@ def _replace_last_reply(
 
 
 def turn_regenerate(
-    *, conversation: Conversation, model: str, max_tokens: int | None, owner_channel: str = ""
+    *,
+    conversation: Conversation,
+    model: str,
+    max_tokens: int | None,
+    owner_channel: str = "",
+    thinking_budget: int = 0,
 ) -> tuple[Message, list[int], Message]:
     """Answer the last user message again: its old reply is replaced by a new streaming one."""
     return _replace_last_reply(
@@ -195,6 +226,7 @@ def turn_regenerate(
         model=model,
         max_tokens=max_tokens,
         owner_channel=owner_channel,
+        thinking_budget=thinking_budget,
     )
 
 
@@ -205,6 +237,7 @@ def turn_edit(
     model: str,
     max_tokens: int | None,
     owner_channel: str = "",
+    thinking_budget: int = 0,
 ) -> tuple[Message, list[int], Message]:
     """Change the last user message to `text` and answer it afresh (its old reply is dropped)."""
     return _replace_last_reply(
@@ -213,11 +246,16 @@ def turn_edit(
         model=model,
         max_tokens=max_tokens,
         owner_channel=owner_channel,
+        thinking_budget=thinking_budget,
     )
 
 
 def turn_continue(
-    *, conversation: Conversation, max_tokens: int | None, owner_channel: str = ""
+    *,
+    conversation: Conversation,
+    max_tokens: int | None,
+    owner_channel: str = "",
+    thinking_budget: int = 0,
 ) -> Message:
     """Stream the last reply again from where it was cut off, into the same message.
 
@@ -243,6 +281,7 @@ def turn_continue(
                     stop_reason="",
                     error="",
                     max_tokens=max_tokens,
+                    thinking_budget=thinking_budget,
                     owner_channel=owner_channel,
                     heartbeat_at=timezone.now(),
                     finished_at=None,
@@ -269,14 +308,14 @@ def conversation_retitle(*, conversation_id: uuid.UUID | str, old: str, new: str
     return Conversation.objects.filter(pk=conversation_id, title=old).update(title=new[:200]) == 1
 
 
-def message_checkpoint(*, message_id: int, content: str) -> bool:
-    """Save a streaming reply's text so far and beat its heartbeat (one UPDATE).
+def message_checkpoint(*, message_id: int, content: str, thinking: str = "") -> bool:
+    """Save a streaming reply's text (and thinking) so far and beat its heartbeat (one UPDATE).
 
     False when the reply is no longer streaming: something else closed it (the reaper, or a
     stop that got no answer), and its owner should stop too.
     """
     updated = Message.objects.filter(pk=message_id, status=Message.Status.STREAMING).update(
-        content=content, heartbeat_at=timezone.now()
+        content=content, thinking=thinking, heartbeat_at=timezone.now()
     )
     return updated == 1
 
@@ -287,8 +326,13 @@ def message_finalize(
     status: str,
     stop_reason: str,
     content: str,
+    thinking: str = "",
+    thinking_signature: str = "",
+    thinking_ms: int | None = None,
     input_tokens: int | None = None,
     output_tokens: int | None = None,
+    cache_read_input_tokens: int | None = None,
+    cache_creation_input_tokens: int | None = None,
     tokens_estimated: bool = False,
     time_to_first_token_ms: int | None = None,
     error: str = "",
@@ -303,8 +347,13 @@ def message_finalize(
         status=status,
         stop_reason=stop_reason,
         content=content,
+        thinking=thinking,
+        thinking_signature=thinking_signature,
+        thinking_ms=thinking_ms,
         input_tokens=input_tokens,
         output_tokens=output_tokens,
+        cache_read_input_tokens=cache_read_input_tokens,
+        cache_creation_input_tokens=cache_creation_input_tokens,
         tokens_estimated=tokens_estimated,
         time_to_first_token_ms=time_to_first_token_ms,
         error=error,
@@ -333,7 +382,7 @@ def message_finalize_orphan(*, message_id: int) -> Message:
     Message.objects.filter(pk=message_id, status=Message.Status.STREAMING).update(
         status=Message.Status.INTERRUPTED,
         stop_reason=Message.StopReason.SERVER_RESTART,
-        output_tokens=estimate_tokens(len(message.content)),
+        output_tokens=estimate_tokens(len(message.content) + len(message.thinking)),
         tokens_estimated=True,
         finished_at=now,
     )

@@ -12,6 +12,9 @@ from .base import (
     StreamEvent,
     StreamStart,
     TextDelta,
+    Thinking,
+    ThinkingDelta,
+    ThinkingSigned,
 )
 
 __all__ = [
@@ -22,6 +25,9 @@ __all__ = [
     "StreamEvent",
     "StreamStart",
     "TextDelta",
+    "Thinking",
+    "ThinkingDelta",
+    "ThinkingSigned",
     "get_provider",
     "load_provider",
 ]

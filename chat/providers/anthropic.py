@@ -10,13 +10,26 @@ from __future__ import annotations
 import asyncio
 import weakref
 from collections.abc import AsyncIterator
-from typing import cast
+from typing import Any, cast
 
 import anthropic
 import httpx2
 from django.conf import settings
 
-from .base import ChatTurn, ProviderError, StreamEnd, StreamEvent, StreamStart, TextDelta
+from .base import (
+    ChatTurn,
+    ProviderError,
+    StreamEnd,
+    StreamEvent,
+    StreamStart,
+    TextDelta,
+    Thinking,
+    ThinkingDelta,
+    ThinkingSigned,
+)
+
+#: The longest piece of an API error message the page shows.
+ERROR_MESSAGE_CHARS = 300
 
 # One client (one connection pool) per event loop and credentials: pooled connections belong
 # to the loop that opened them. This caches clients, never streams.
@@ -35,7 +48,7 @@ def _client(api_key: str, base_url: str | None) -> anthropic.AsyncAnthropic:
     return per_loop[key]
 
 
-def describe_error(exc: Exception) -> str:
+def describe_error(exc: Exception, *, model: str = "") -> str:
     """A short, secret-free explanation of an SDK error, fit for the page."""
     # Once a stream has started, transport failures reach us unwrapped, as httpx2 errors.
     if isinstance(exc, httpx2.TimeoutException):
@@ -54,8 +67,17 @@ def describe_error(exc: Exception) -> str:
         body = exc.body if isinstance(exc.body, dict) else {}
         error = body.get("error") if isinstance(body.get("error"), dict) else body
         kind = error.get("type") if isinstance(error, dict) else None
+        said = error.get("message") if isinstance(error, dict) else None
         if kind == "overloaded_error" or exc.status_code == 529:
             return "Anthropic is overloaded right now. Retry in a moment."
+        if kind == "not_found_error" or exc.status_code == 404:
+            return (
+                f"Anthropic does not offer the model {model or '(unnamed)'}: choose another "
+                "in this conversation's settings."
+            )
+        if kind == "invalid_request_error" and isinstance(said, str) and said:
+            # Anthropic's own words say what was wrong with the request (never a secret).
+            return f"Anthropic rejected the request: {said[:ERROR_MESSAGE_CHARS]}"
         return f"Anthropic returned an error ({kind or exc.status_code})."
     return "The model provider failed."
 
@@ -73,7 +95,14 @@ class AnthropicProvider:
         return _client(self._api_key, self._base_url)
 
     async def stream(
-        self, *, model: str, system: str, history: list[ChatTurn], max_tokens: int
+        self,
+        *,
+        model: str,
+        system: str,
+        history: list[ChatTurn],
+        max_tokens: int,
+        thinking: Thinking | None = None,
+        cache: bool = False,
     ) -> AsyncIterator[StreamEvent]:
         client = self._client()
         messages = cast(
@@ -82,6 +111,7 @@ class AnthropicProvider:
         )
         ended = False
         stop_reason, output_tokens = "end_turn", None
+        thinking_blocks: dict[int, list[str]] = {}  # index -> signature parts, while open
         try:
             # The raw event stream (`create(stream=True)`), not the `messages.stream()` helper:
             # the helper also builds a snapshot of the whole message on every event, which was
@@ -94,20 +124,43 @@ class AnthropicProvider:
                 stream=True,
                 # The read timeout is the stall detector: the longest silence accepted.
                 timeout=settings.CHAT_STALL_TIMEOUT,
+                # One breakpoint on the request's last block: the whole conversation so far is
+                # written to the cache, and read back by the next turn.
+                cache_control={"type": "ephemeral"} if cache else anthropic.omit,
+                **_thinking_params(thinking),
             )
             async with stream:
                 async for event in stream:
-                    if event.type == "content_block_delta" and event.delta.type == "text_delta":
-                        yield TextDelta(event.delta.text)
+                    if event.type == "content_block_delta":
+                        delta = event.delta
+                        if delta.type == "text_delta":
+                            yield TextDelta(delta.text)
+                        elif delta.type == "thinking_delta":
+                            yield ThinkingDelta(delta.thinking)
+                        elif delta.type == "signature_delta" and event.index in thinking_blocks:
+                            thinking_blocks[event.index].append(delta.signature)
+                        # (Tool input JSON, citations and deltas of unknown kinds are no part
+                        # of the answer.)
+                    elif event.type == "content_block_start":
+                        if event.content_block.type == "thinking":
+                            thinking_blocks[event.index] = [event.content_block.signature]
+                    elif event.type == "content_block_stop":
+                        if event.index in thinking_blocks:
+                            yield ThinkingSigned("".join(thinking_blocks.pop(event.index)))
                     elif event.type == "message_start":
-                        yield StreamStart(input_tokens=event.message.usage.input_tokens)
+                        usage = event.message.usage
+                        yield StreamStart(
+                            input_tokens=usage.input_tokens,
+                            cache_read_input_tokens=usage.cache_read_input_tokens,
+                            cache_creation_input_tokens=usage.cache_creation_input_tokens,
+                        )
                     elif event.type == "message_delta":
                         stop_reason = event.delta.stop_reason or stop_reason
                         output_tokens = event.usage.output_tokens
                     elif event.type == "message_stop":
                         ended = True
         except (anthropic.APIError, httpx2.TransportError) as exc:
-            raise ProviderError(describe_error(exc)) from exc
+            raise ProviderError(describe_error(exc, model=model)) from exc
         if not ended:
             raise ProviderError("The model's stream ended unexpectedly.")
         yield StreamEnd(stop_reason=stop_reason, output_tokens=output_tokens)
@@ -123,5 +176,26 @@ class AnthropicProvider:
                 timeout=settings.CHAT_TITLE_TIMEOUT,
             )
         except (anthropic.APIError, httpx2.TransportError) as exc:
-            raise ProviderError(describe_error(exc)) from exc
+            raise ProviderError(describe_error(exc, model=model)) from exc
         return "".join(block.text for block in message.content if block.type == "text")
+
+
+def _thinking_params(thinking: Thinking | None) -> dict[str, Any]:
+    """The request's `thinking` (and, for adaptive thinking, `output_config`) parameters.
+    Thinking is asked to be shown (`display: summarized`): some models omit it by default."""
+    if thinking is None:
+        return {}
+    if thinking.budget_tokens <= 0:
+        return {"thinking": {"type": "disabled"}}
+    if thinking.adaptive:
+        return {
+            "thinking": {"type": "adaptive", "display": "summarized"},
+            "output_config": {"effort": thinking.effort},
+        }
+    return {
+        "thinking": {
+            "type": "enabled",
+            "budget_tokens": thinking.budget_tokens,
+            "display": "summarized",
+        }
+    }

@@ -19,15 +19,44 @@ class ChatTurn:
 
 
 @dataclass(frozen=True, slots=True)
+class Thinking:
+    """Extended thinking asked of the model: a token budget, or (on a model that thinks
+    adaptively) an effort. `None` where a request takes a `Thinking | None`: no thinking."""
+
+    budget_tokens: int
+    adaptive: bool = False
+    effort: str = "medium"
+
+
+@dataclass(frozen=True, slots=True)
 class StreamStart:
-    """The provider accepted the request; input tokens as it counted them, when it says."""
+    """The provider accepted the request; input tokens as it counted them, when it says.
+    `input_tokens` are the ones not read from or written to the prompt cache."""
 
     input_tokens: int | None
+    cache_read_input_tokens: int | None = None
+    cache_creation_input_tokens: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class TextDelta:
+    """Text of the answer."""
+
     text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ThinkingDelta:
+    """Text of the model's thinking, which comes before its answer."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ThinkingSigned:
+    """A thinking block ended, with the provider's signature of it (opaque)."""
+
+    signature: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +67,7 @@ class StreamEnd:
     output_tokens: int | None
 
 
-StreamEvent = StreamStart | TextDelta | StreamEnd
+StreamEvent = StreamStart | TextDelta | ThinkingDelta | ThinkingSigned | StreamEnd
 
 
 class ProviderError(Exception):
@@ -49,8 +78,18 @@ class Provider(Protocol):
     name: str
 
     def stream(
-        self, *, model: str, system: str, history: list[ChatTurn], max_tokens: int
-    ) -> AsyncIterator[StreamEvent]: ...
+        self,
+        *,
+        model: str,
+        system: str,
+        history: list[ChatTurn],
+        max_tokens: int,
+        thinking: Thinking | None = None,
+        cache: bool = False,
+    ) -> AsyncIterator[StreamEvent]:
+        """Stream a reply. `thinking`: ask for extended thinking (streamed as ThinkingDelta
+        before the answer); `cache`: ask the provider to cache the request's prefix."""
+        ...
 
     async def complete(self, *, model: str, system: str, prompt: str, max_tokens: int) -> str:
         """A short answer in one piece (a title); "" when the provider has none to give."""

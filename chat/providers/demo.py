@@ -10,7 +10,16 @@ import asyncio
 import re
 from collections.abc import AsyncIterator
 
-from .base import ChatTurn, StreamEnd, StreamEvent, StreamStart, TextDelta
+from .base import (
+    ChatTurn,
+    StreamEnd,
+    StreamEvent,
+    StreamStart,
+    TextDelta,
+    Thinking,
+    ThinkingDelta,
+    ThinkingSigned,
+)
 
 DEMO_ANSWER = """\
 You are talking to the offline demo model, so this answer is canned, but everything around it \
@@ -41,6 +50,13 @@ That is the end of the demo answer. Ask anything else and you will get this same
 which makes it a handy thing to practise stopping on.\
 """
 
+DEMO_THINKING = """\
+The demo model has no thoughts of its own, so this is a canned stand-in for Claude's extended \
+thinking. It streams into its own part of the bubble, above the answer, and Stop works here \
+exactly as it does on the answer: the connection closes and what was shown is kept. Now, on \
+to the answer.\
+"""
+
 _WORDS = re.compile(r"\S+\s*|\s+")
 
 
@@ -51,11 +67,25 @@ class DemoProvider:
         self._token_delay = token_delay
 
     async def stream(
-        self, *, model: str, system: str, history: list[ChatTurn], max_tokens: int
+        self,
+        *,
+        model: str,
+        system: str,
+        history: list[ChatTurn],
+        max_tokens: int,
+        thinking: Thinking | None = None,
+        cache: bool = False,
     ) -> AsyncIterator[StreamEvent]:
         prompt_chars = len(system) + sum(len(turn.content) for turn in history)
         yield StreamStart(input_tokens=max(1, prompt_chars // 4))
         await asyncio.sleep(self._token_delay * 8)  # a model takes a moment to start
+        if thinking is not None:
+            thought = _WORDS.findall(DEMO_THINKING)
+            for word in thought:
+                yield ThinkingDelta(word)
+                await asyncio.sleep(self._token_delay)
+            yield ThinkingSigned(signature="")
+            max_tokens -= len(thought)
         answer = DEMO_ANSWER
         if history and history[-1].role == "assistant" and answer.startswith(history[-1].content):
             answer = answer[len(history[-1].content) :]  # Continue: the rest of the answer

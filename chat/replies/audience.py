@@ -31,7 +31,6 @@ from chat.replies.events import (
     FragmentEvent,
     ReplyEvent,
     ReplyFinished,
-    Snapshot,
     TextBatch,
     TitleChanged,
     TurnStarted,
@@ -106,9 +105,7 @@ class Audience:
             self.changed()
             if self._reply.done or not new:
                 return  # the final form went to the group
-            await self._send(
-                channel, Snapshot(self._reply.message, self._reply.text_so_far()), "snapshot"
-            )
+            await self._send(channel, self._reply.snapshot(), "snapshot")
 
     def unwatch_remote(self, channel: str) -> None:
         self._remote.pop(channel, None)
@@ -167,7 +164,7 @@ class Audience:
         if isinstance(event, TextBatch):
             async with self._group:
                 # (Under the lock: a snapshot taken meanwhile must not hold this text.)
-                self._reply.shown(event.text)
+                self._reply.shown(event)
                 self.show_here(event)
                 if self._remote_watchers():
                     await self._to_group(event, "batch")

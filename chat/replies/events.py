@@ -32,8 +32,11 @@ class TurnStarted:
 
 @dataclass(frozen=True, slots=True)
 class TextBatch:
+    """What arrived in one batching window: answer text, thinking, or both."""
+
     message_id: int
     text: str
+    thinking: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +60,7 @@ class Snapshot:
 
     message: Message
     text: str
+    thinking: str = ""
 
 
 ReplyEvent = TurnStarted | TextBatch | ReplyFinished | TitleChanged | Snapshot

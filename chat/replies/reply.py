@@ -30,10 +30,27 @@ from django.conf import settings
 
 from chat.data import selectors, services
 from chat.models import Message
-from chat.providers import ChatTurn, Provider, ProviderError, StreamEnd, StreamStart, TextDelta
+from chat.providers import (
+    ChatTurn,
+    Provider,
+    ProviderError,
+    StreamEnd,
+    StreamStart,
+    TextDelta,
+    Thinking,
+    ThinkingDelta,
+    ThinkingSigned,
+)
 from chat.replies import layer, titles
 from chat.replies.audience import Audience
-from chat.replies.events import ReplyFinished, StopAnswer, TextBatch, TitleChanged, TurnStarted
+from chat.replies.events import (
+    ReplyFinished,
+    Snapshot,
+    StopAnswer,
+    TextBatch,
+    TitleChanged,
+    TurnStarted,
+)
 from chat.replies.registry import registry
 
 logger = logging.getLogger(__name__)
@@ -53,6 +70,8 @@ class Reply:
         continues: bool = False,
         title_from: tuple[str, str] | None = None,
         refusal: str = "",
+        thinking: Thinking | None = None,
+        cache: bool = False,
     ) -> None:
         message = started.assistant_message
         self.started = started
@@ -66,16 +85,25 @@ class Reply:
         self._history = history
         self._system = system
         self._provider = provider
+        self._thinking = thinking
+        self._cache = cache
         self._batch_interval: float = settings.CHAT_BATCH_INTERVAL
         self._checkpoint_interval: float = settings.CHAT_CHECKPOINT_INTERVAL
 
-        # A continued reply keeps its text and its token counts so far, and adds to them.
+        # A continued reply keeps its text, thinking and token counts so far, and adds to them.
         self.prefix = message.content if continues else ""
+        thought = message.thinking if continues else ""
         self._base_usage = (
             (message.input_tokens, message.output_tokens, message.tokens_estimated)
             if continues
             else (None, None, False)
         )
+        self._base_cache = (
+            (message.cache_read_input_tokens, message.cache_creation_input_tokens)
+            if continues
+            else (None, None)
+        )
+        self._base_thinking_ms = message.thinking_ms if continues else None
         # (automatic title, user text) when this turn named the conversation: a better title
         # is asked of the model once the reply has ended (chat/replies/titles.py).
         self._title_from = title_from
@@ -85,6 +113,14 @@ class Reply:
 
         self._pending: list[str] = []  # received, not yet published
         self._sent: list[str] = [self.prefix] if self.prefix else []  # what the pages were shown
+        # The thinking likewise. A second thought (Continue on a reply stopped while it
+        # thought) follows the first after a blank line.
+        self._pending_thinking: list[str] = []
+        self._thought: list[str] = [thought] if thought else []
+        self._signature = ""
+        self._thinking_from: float | None = None
+        self._thinking_until: float | None = None
+        self._cache_usage: tuple[int | None, int | None] = (None, None)
         self._received_chars = 0
         self._wake = asyncio.Event()
         self._stop_reason: str | None = None
@@ -148,12 +184,30 @@ class Reply:
             self._titling.cancel()
 
     def text_so_far(self) -> str:
-        """The text the pages have been shown."""
+        """The answer's text the pages have been shown."""
         return "".join(self._sent)
 
-    def shown(self, text: str) -> None:
+    def thinking_so_far(self) -> str:
+        """The thinking the pages have been shown."""
+        return "".join(self._thought)
+
+    def thinking_seconds(self) -> float | None:
+        """How long the model has thought (so far, or in all once it answered)."""
+        if self._thinking_from is None:
+            return None
+        until = self._thinking_until or time.monotonic()
+        return (self._base_thinking_ms or 0) / 1000 + until - self._thinking_from
+
+    def snapshot(self) -> Snapshot:
+        """The reply as the pages have been shown it, for a page that starts watching now."""
+        return Snapshot(self.message, self.text_so_far(), self.thinking_so_far())
+
+    def shown(self, batch: TextBatch) -> None:
         """A batch was handed to the audience (called by it, in order)."""
-        self._sent.append(text)
+        if batch.thinking:
+            self._thought.append(batch.thinking)
+        if batch.text:
+            self._sent.append(batch.text)
 
     # --- the tasks --------------------------------------------------------------------------
 
@@ -173,16 +227,39 @@ class Reply:
                 system=self._system,
                 history=self._history,
                 max_tokens=self.message.max_tokens or settings.CHAT_MAX_TOKENS,
+                thinking=self._thinking,
+                cache=self._cache,
             )
             async for event in stream:
                 if isinstance(event, TextDelta):
+                    now = time.monotonic()
                     if self._first_token_at is None:
-                        self._first_token_at = time.monotonic()
+                        self._first_token_at = now
+                    if self._thinking_from is not None and self._thinking_until is None:
+                        self._thinking_until = now
                     self._pending.append(event.text)
                     self._received_chars += len(event.text)
                     self._wake.set()
+                elif isinstance(event, ThinkingDelta):
+                    now = time.monotonic()
+                    if self._first_token_at is None:
+                        self._first_token_at = now
+                    if self._thinking_from is None:
+                        self._thinking_from = now
+                        if self._thought:
+                            self._pending_thinking.append("\n\n")
+                    self._pending_thinking.append(event.text)
+                    self._received_chars += len(event.text)
+                    self._wake.set()
+                elif isinstance(event, ThinkingSigned):
+                    self._signature = event.signature
+                    self._thinking_until = self._thinking_until or time.monotonic()
                 elif isinstance(event, StreamStart):
                     self._input_tokens = event.input_tokens
+                    self._cache_usage = (
+                        event.cache_read_input_tokens,
+                        event.cache_creation_input_tokens,
+                    )
                 elif isinstance(event, StreamEnd):
                     self._end = event
         except ProviderError as exc:
@@ -263,17 +340,24 @@ class Reply:
             self._wake.clear()
             if self._stop_reason is not None:
                 return  # a pending batch was never shown: it is dropped with the stop
-            if self._pending:
-                text = "".join(self._pending)
+            if self._pending or self._pending_thinking:
+                batch = TextBatch(
+                    message_id=self.message_id,
+                    text="".join(self._pending),
+                    thinking="".join(self._pending_thinking),
+                )
                 self._pending.clear()
-                await self.audience.publish(TextBatch(message_id=self.message_id, text=text))
-            if upstream.done() and not self._pending:
+                self._pending_thinking.clear()
+                await self.audience.publish(batch)
+            if upstream.done() and not (self._pending or self._pending_thinking):
                 # (Text that arrived while the last batch was being delivered goes out first.)
                 return
             if time.monotonic() - last_checkpoint >= self._checkpoint_interval:
                 last_checkpoint = time.monotonic()
                 still_ours = await database_sync_to_async(services.message_checkpoint)(
-                    message_id=self.message_id, content=self.text_so_far()
+                    message_id=self.message_id,
+                    content=self.text_so_far(),
+                    thinking=self.thinking_so_far(),
                 )
                 if not still_ours:
                     # Closed elsewhere (a stop that could not reach us, or the reaper): that
@@ -314,10 +398,17 @@ class Reply:
             }
             output_tokens, tokens_estimated = estimated, True
         base_in, base_out, base_estimated = self._base_usage
+        thought = self.thinking_seconds()
         fields |= {
             "content": content,
+            "thinking": self.thinking_so_far(),
+            # The signature of a whole thought only: one cut short has none.
+            "thinking_signature": self._signature if self._stop_reason is None else "",
+            "thinking_ms": round(thought * 1000) if thought is not None else None,
             "input_tokens": _plus(base_in, self._input_tokens),
             "output_tokens": _plus(base_out, output_tokens),
+            "cache_read_input_tokens": _plus(self._base_cache[0], self._cache_usage[0]),
+            "cache_creation_input_tokens": _plus(self._base_cache[1], self._cache_usage[1]),
             "tokens_estimated": tokens_estimated or base_estimated,
             "time_to_first_token_ms": ttft,
         }

@@ -31,7 +31,7 @@ from django.conf import settings
 from chat.data import selectors, services
 from chat.data.services import LimitReached, ReplyAlreadyStreaming, TurnRefused
 from chat.models import Conversation, Message
-from chat.providers import ChatTurn, get_provider
+from chat.providers import ChatTurn, Thinking, catalog, get_provider
 from chat.replies import context, layer, stops
 from chat.replies.audience import HolderQueue
 from chat.replies.events import ReplyEvent, TurnKind, TurnStarted
@@ -207,6 +207,8 @@ async def _begin(
         continues=kind == "continue",
         title_from=prepared.title_from,
         refusal=prepared.refusal,
+        thinking=prepared.thinking,
+        cache=settings.CHAT_PROMPT_CACHING,
     )
     registry.add(reply)
     events = reply.audience.hold() if hold else None
@@ -223,6 +225,51 @@ class _Prepared:
     history: list[ChatTurn]
     title_from: tuple[str, str] | None
     refusal: str = ""
+    thinking: Thinking | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Request:
+    """What a turn asks of the model besides its history."""
+
+    model: str
+    max_tokens: int
+    thinking_budget: int
+    """Tokens the model may think for (0: no thinking)."""
+    thinking: Thinking | None
+    """The request's thinking parameter (None: left out)."""
+
+
+def _request(conversation: Conversation, kind: TurnKind) -> _Request:
+    """The model, output limit and thinking of a turn. A Continue carries on in its reply's
+    model; it thinks again only when the reply has no answer yet: thinking cannot be combined
+    with a prefilled answer, so one that goes on from a partial answer does not think."""
+    answer_tokens: int = settings.CHAT_MAX_TOKENS
+    budget = conversation.thinking_budget
+    if settings.CHAT_PROVIDER == "demo":
+        # The offline demo answers whatever model is chosen; its replies say so.
+        model = "demo"
+    else:
+        model = conversation.model or settings.CHAT_MODEL
+    if kind == "continue":
+        last = selectors.newest_message(conversation=conversation)
+        if last is not None and last.role == Message.Role.ASSISTANT:
+            model = last.model or model
+            if last.content.strip():
+                budget = 0
+    spec = catalog.spec(model)
+    budget = catalog.thinking_budget_for(spec, budget, answer_tokens=answer_tokens)
+    thinking: Thinking | None = None
+    if budget:
+        adaptive = spec.thinking == "adaptive"
+        effort = catalog.thinking_effort(budget)
+        thinking = Thinking(budget_tokens=budget, adaptive=adaptive, effort=effort)
+    elif spec.thinking == "adaptive":
+        thinking = Thinking(budget_tokens=0)  # said outright: such a model may think unasked
+    max_tokens = catalog.request_max_tokens(
+        spec, answer_tokens=answer_tokens, thinking_budget=budget
+    )
+    return _Request(model, max_tokens, budget, thinking)
 
 
 def _prepare(
@@ -230,12 +277,10 @@ def _prepare(
 ) -> _Prepared:
     """Save the turn (one transaction) and build the request's history."""
     # The caller's copy may predate a change of model, system prompt or title: read them now.
-    conversation.refresh_from_db(fields=["model", "system_prompt", "title"])
+    conversation.refresh_from_db(fields=["model", "system_prompt", "title", "thinking_budget"])
     had_title = bool(conversation.title)
-    # The offline demo answers whatever model is chosen; its replies say so (and cost nothing).
-    demo = settings.CHAT_PROVIDER == "demo"
-    model = "demo" if demo else conversation.model or settings.CHAT_MODEL
-    max_tokens = settings.CHAT_MAX_TOKENS
+    request = _request(conversation, kind)
+    model, max_tokens, budget = request.model, request.max_tokens, request.thinking_budget
     user_message: Message | None = None
     removed: list[int] = []
     if kind == "send":
@@ -245,10 +290,14 @@ def _prepare(
             model=model,
             max_tokens=max_tokens,
             owner_channel=reply_channel,
+            thinking_budget=budget,
         )
     elif kind == "continue":
         assistant_message = services.turn_continue(
-            conversation=conversation, max_tokens=max_tokens, owner_channel=reply_channel
+            conversation=conversation,
+            max_tokens=max_tokens,
+            owner_channel=reply_channel,
+            thinking_budget=budget,
         )
     elif kind == "edit":
         user_message, removed, assistant_message = services.turn_edit(
@@ -257,6 +306,7 @@ def _prepare(
             model=model,
             max_tokens=max_tokens,
             owner_channel=reply_channel,
+            thinking_budget=budget,
         )
     else:  # regenerate: the user message is unchanged, so the page keeps its bubble
         _, removed, assistant_message = services.turn_regenerate(
@@ -264,6 +314,7 @@ def _prepare(
             model=model,
             max_tokens=max_tokens,
             owner_channel=reply_channel,
+            thinking_budget=budget,
         )
     history = selectors.history_for_model(
         conversation=conversation, before_message_id=assistant_message.pk
@@ -301,4 +352,10 @@ def _prepare(
         trimmed=trimmed,
     )
     title_from = (conversation.title, text) if kind == "send" and not had_title else None
-    return _Prepared(started=started, history=history, title_from=title_from, refusal=refusal)
+    return _Prepared(
+        started=started,
+        history=history,
+        title_from=title_from,
+        refusal=refusal,
+        thinking=request.thinking,
+    )

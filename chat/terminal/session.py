@@ -67,6 +67,12 @@ class Console:
             self.write(text, style_func)  # styled without the newline, so colours end with it
         self.write("\n")
 
+    def dim(self, text: str) -> str:
+        """Faint text (the model's thinking), where the terminal shows colours at all."""
+        if self.style.ERROR("x") == "x":  # --no-color, or not a terminal
+            return text
+        return f"\x1b[2m{text}\x1b[22m"
+
 
 def format_usage(message: Message, usage: ConversationUsage | None = None) -> str:
     """One reply's tokens, and the conversation's so far: `tokens: 12 in, 340 out`, or
@@ -93,10 +99,15 @@ def format_interrupted(message: Message, *, by_ctrl_c: bool) -> str:
 class Turn:
     """One message and its reply, printed as it streams."""
 
-    def __init__(self, *, conversation: Conversation, text: str, console: Console) -> None:
+    def __init__(
+        self, *, conversation: Conversation, text: str, console: Console, show_thinking: bool
+    ) -> None:
         self.conversation = conversation
         self.text = text
         self.console = console
+        self.show_thinking = show_thinking
+        self._thinking = False
+        """The model's thinking is being printed (its answer has not begun)."""
         self.turn: turns.Turn | None = None
         self.ctrl_c = False
         """Ctrl+C was pressed during this turn."""
@@ -142,12 +153,29 @@ class Turn:
             self.console.write(ASSISTANT, self.console.style.HTTP_INFO)
             self._shown_newline = False
         elif isinstance(event, TextBatch):
-            self.console.write(event.text)
-            self._shown_newline = event.text.endswith("\n")
+            if event.thinking:
+                self._show_thinking(event.thinking)
+            if event.text:
+                if self._thinking:  # the answer starts on a line of its own
+                    self._thinking = False
+                    self.console.line()
+                self.console.write(event.text)
+                self._shown_newline = event.text.endswith("\n")
         elif isinstance(event, ReplyFinished):
             self._finished(event.message, event.usage)
         elif isinstance(event, TitleChanged):
             self.console.line(f"(title: {event.title})")
+
+    def _show_thinking(self, text: str) -> None:
+        """Thinking is printed faint before the answer; hidden, it is one faint note."""
+        if not self._thinking:
+            self._thinking = True
+            self.console.write(
+                self.console.dim("(thinking) " if self.show_thinking else "(thinking…)")
+            )
+        if self.show_thinking:
+            self.console.write(self.console.dim(text))
+        self._shown_newline = False
 
     def _finished(self, message: Message, usage: ConversationUsage | None) -> None:
         style = self.console.style
@@ -168,8 +196,9 @@ class Turn:
 class TerminalChat:
     """A terminal session's event loop. Use as a context manager (it closes the loop)."""
 
-    def __init__(self, console: Console) -> None:
+    def __init__(self, console: Console, *, show_thinking: bool = True) -> None:
         self.console = console
+        self.show_thinking = show_thinking
         self._runner = asyncio.Runner()
 
     def __enter__(self) -> TerminalChat:
@@ -181,7 +210,12 @@ class TerminalChat:
     def send(self, *, conversation: Conversation, text: str) -> Message | None:
         """Send `text` and print the reply as it streams; Ctrl+C stops it. The saved reply, or
         None if the turn was refused (nothing saved)."""
-        turn = Turn(conversation=conversation, text=text, console=self.console)
+        turn = Turn(
+            conversation=conversation,
+            text=text,
+            console=self.console,
+            show_thinking=self.show_thinking,
+        )
         return self._run(turn.run(), on_ctrl_c=turn.interrupt)
 
     def stop_elsewhere(self, *, conversation_id: uuid.UUID | str) -> turns.StopResult | None:

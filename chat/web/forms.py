@@ -8,10 +8,12 @@ from django import forms
 from django.conf import settings
 
 from chat.models import Conversation
+from chat.providers import catalog
 
 
 class ConversationSettingsForm(forms.ModelForm):
-    """Model (one of settings.CHAT_MODELS) and system prompt; both apply from the next reply."""
+    """Model (one of settings.CHAT_MODELS), system prompt and thinking; they apply from the next
+    reply."""
 
     model = forms.ChoiceField(label="Model", required=True)
     system_prompt = forms.CharField(
@@ -22,12 +24,35 @@ class ConversationSettingsForm(forms.ModelForm):
         help_text="Instructions Claude reads before the conversation. Applies from the next reply.",
     )
 
+    thinking_budget = forms.TypedChoiceField(
+        label="Thinking",
+        coerce=int,
+        required=False,
+        help_text="Let Claude think before it answers (you can watch it, and stop it). Thinking "
+        "tokens are billed as output. On models that think adaptively this sets the effort.",
+    )
+
     class Meta:
         model = Conversation
-        fields = ["model", "system_prompt"]
+        fields = ["model", "system_prompt", "thinking_budget"]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["model"].choices = [(m, m) for m in settings.CHAT_MODELS]  # type: ignore[attr-defined]
+        self.fields["model"].choices = [  # type: ignore[attr-defined]
+            (m, catalog.spec(m).label) for m in settings.CHAT_MODELS
+        ]
         if not self.initial.get("model"):
             self.initial["model"] = settings.CHAT_MODEL
+        choices = dict(catalog.THINKING_CHOICES)
+        for budget in (settings.CHAT_THINKING_BUDGET, self.initial.get("thinking_budget")):
+            if budget and budget not in choices:  # the site's default, or a value set before
+                choices[budget] = f"{budget:,} tokens"
+        self.fields["thinking_budget"].choices = sorted(choices.items())  # type: ignore[attr-defined]
+
+    def clean_thinking_budget(self) -> int:
+        budget: int = self.cleaned_data.get("thinking_budget") or 0
+        if 0 < budget < catalog.MIN_THINKING_BUDGET:
+            raise forms.ValidationError(
+                f"Thinking needs at least {catalog.MIN_THINKING_BUDGET:,} tokens, or 0 for off."
+            )
+        return budget

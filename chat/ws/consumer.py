@@ -24,7 +24,7 @@ from django.conf import settings
 from chat.data import selectors, services
 from chat.models import Conversation, Message
 from chat.replies import layer, turns
-from chat.replies.events import FragmentEvent, GoneEvent, ReplyEvent, ReplyFinished, Snapshot
+from chat.replies.events import FragmentEvent, GoneEvent, ReplyEvent, ReplyFinished
 from chat.replies.registry import ORIGIN
 from chat.replies.slash import Command, command_of
 from chat.ws import render
@@ -96,7 +96,7 @@ class ChatConsumer(LayerResilientConsumer):
         if live is not None:
             if newest is None or live.message_id > newest.pk:
                 self._send(render.for_event(live.started, for_owner=False))
-            self._send(render.for_event(Snapshot(live.message, live.text_so_far())))
+            self._send(render.for_event(live.snapshot()))
             return
         if newest is None or newest.role != Message.Role.ASSISTANT:
             return

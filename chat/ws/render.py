@@ -30,10 +30,11 @@ def for_event(event: ReplyEvent, *, for_owner: bool = True) -> str:
     if isinstance(event, TitleChanged):
         return render_to_string(f"{FRAMES}#title_changed", {"title": event.title})
     if isinstance(event, Snapshot):
-        return snapshot(event.message, event.text)
+        return snapshot(event.message, event.text, event.thinking)
     if isinstance(event, TextBatch):
         return render_to_string(
-            f"{FRAMES}#text_batch", {"message_id": event.message_id, "text": event.text}
+            f"{FRAMES}#text_batch",
+            {"message_id": event.message_id, "text": event.text, "thinking": event.thinking},
         )
     if isinstance(event, TurnStarted):
         return render_to_string(
@@ -88,8 +89,9 @@ def catch_up(messages: list[Message]) -> str:
     return render_to_string(f"{FRAMES}#catch_up", {"messages": messages, "streaming": streaming})
 
 
-def snapshot(message: Message, text: str) -> str:
+def snapshot(message: Message, text: str, thinking: str = "") -> str:
     """A streaming reply as it stands, for a tab that joins mid-reply."""
     shown = copy.copy(message)
     shown.content = text
+    shown.thinking = thinking
     return render_to_string(f"{FRAMES}#snapshot", {"message": shown})

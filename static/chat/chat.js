@@ -280,7 +280,8 @@
     if (messages.scrollHeight - messages.scrollTop - messages.clientHeight < 80) { jump.hidden = true; }
   }, true);
 
-  // A streaming reply's footer: connecting (no text yet), then elapsed time and characters.
+  // A streaming reply's footer: connecting (nothing yet), thinking (thoughts, no answer yet),
+  // then elapsed time and characters.
   var chat = byId("chat");
   var skewMs = chat && chat.dataset.serverNow ? Date.now() - Number(chat.dataset.serverNow) * 1000 : 0;
   function updateLiveStatus() {
@@ -288,10 +289,15 @@
     for (var i = 0; i < items.length; i++) {
       var article = items[i].closest("article");
       var text = article.querySelector(".msg-body").textContent;
+      var thinking = article.querySelector(".thinking-body");
       var seconds = Math.max(0, (Date.now() - skewMs) / 1000 - Number(items[i].dataset.started));
-      items[i].textContent = text.length === 0
-        ? "connecting… " + seconds.toFixed(1) + " s"
-        : "streaming · " + seconds.toFixed(1) + " s · " + text.length.toLocaleString() + " characters";
+      if (text.length === 0 && thinking && thinking.textContent.length > 0) {
+        items[i].textContent = "thinking · " + seconds.toFixed(1) + " s";
+      } else {
+        items[i].textContent = text.length === 0
+          ? "connecting… " + seconds.toFixed(1) + " s"
+          : "streaming · " + seconds.toFixed(1) + " s · " + text.length.toLocaleString() + " characters";
+      }
     }
   }
   setInterval(updateLiveStatus, 250);

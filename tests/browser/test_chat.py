@@ -587,10 +587,10 @@ def test_conversation_settings_choose_the_model_and_system_prompt_of_the_next_re
     sign_in(page, live_app)
     new_chat(page)
     page.locator(".chat-settings summary").click()
-    page.get_by_label("Model").select_option("claude-haiku-4-5")
+    page.get_by_label("Model").select_option("claude-haiku-5-5")
     page.get_by_label("System prompt").fill("Answer in one short sentence.")
     page.get_by_role("button", name="Save settings").click()
-    expect(page.locator(".model-name")).to_contain_text("claude-haiku-4-5")
+    expect(page.locator(".model-name")).to_contain_text("claude-haiku-5-5")
     expect(page.locator("#connection")).to_have_attribute("data-state", "open")
 
     _, reply = send_with_enter(page, f"{QUICK_REPLY} Hello there. (settings)")
@@ -599,7 +599,7 @@ def test_conversation_settings_choose_the_model_and_system_prompt_of_the_next_re
     # The heading takes the title the first message gave the conversation, without a reload.
     expect(page.locator("#chat-title")).to_contain_text("Hello there.")
     record = upstream_request(fake, "(settings)", finished=True)
-    assert record.body["model"] == "claude-haiku-4-5"
+    assert record.body["model"] == "claude-haiku-5-5"
     assert "Answer in one short sentence." in str(record.body.get("system"))
     page.locator(".chat-settings summary").click()
     page.screenshot(path=str(SCREENSHOTS / "conversation-settings.png"))

@@ -53,6 +53,11 @@ class Command(BaseCommand):
         parser.add_argument(
             "--conversation", metavar="UUID", help="Resume one of the user's conversations."
         )
+        parser.add_argument(
+            "--hide-thinking",
+            action="store_true",
+            help="Do not print Claude's thinking (it is printed faint before the answer).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         user = _user(options["user"])
@@ -61,7 +66,7 @@ class Command(BaseCommand):
         with _quiet_logs(options["verbosity"]):
             load_provider()  # the SDK's import takes a second: not at the first message
             self._banner(console, user, conversation)
-            with TerminalChat(console) as chat:
+            with TerminalChat(console, show_thinking=not options["hide_thinking"]) as chat:
                 self._loop(console, chat, user, conversation)
 
     def _banner(self, console: Console, user: User, conversation: Conversation | None) -> None:
