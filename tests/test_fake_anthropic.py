@@ -40,6 +40,7 @@ from chat.testing.fake_anthropic import (
     FakeAnthropicControl,
     FakeAnthropicServer,
     FakeConfig,
+    count_input_tokens,
     default_text,
     plan_chunks,
     thinking_steps,
@@ -787,7 +788,7 @@ async def test_unknown_models_get_the_apis_404(
     for model in ("claude-unknown-9", "claude-gone-1"):
         with pytest.raises(anthropic.NotFoundError) as excinfo:
             await _raw_events(sdk_client, model=model)
-        record = server.requests[-1]
+        record = await server.await_finish(server.requests[-1])
         assert excinfo.value.body == {
             "type": "error",
             "error": {"type": "not_found_error", "message": f"model: {model}"},
@@ -804,3 +805,146 @@ async def test_unknown_models_get_the_apis_404(
         "text"
     ]
     assert server.update_config(reject_models=["x", "y"]).reject_models == ("x", "y")
+
+
+# ---- the simulated prompt cache -----------------------------------------------------------
+
+
+def _long(label: str) -> str:
+    """A message of ~90 tokens by the fake's count."""
+    return f"{label}: " + "lorem ipsum dolor " * 20
+
+
+def _input_usage(events: list[Any]) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+    """(input, creation, read) tokens of message_start and of the final message_delta."""
+    start = next(e for e in events if e.type == "message_start").message.usage
+    end = next(e for e in events if e.type == "message_delta").usage
+    return (
+        (start.input_tokens, start.cache_creation_input_tokens, start.cache_read_input_tokens),
+        (end.input_tokens, end.cache_creation_input_tokens, end.cache_read_input_tokens),
+    )
+
+
+async def test_prompt_cache_over_a_conversation_with_top_level_cache_control(
+    server: FakeAnthropicServer, sdk_client: anthropic.AsyncAnthropic
+) -> None:
+    """Turn 1 creates its whole prompt; each later turn reads the previous turn's prompt and
+    creates the new part; nothing comes after the breakpoint, so input_tokens is 0. The final
+    message_delta repeats the numbers."""
+    server.config = FakeConfig(interval=0.001, deltas=2, cache_min_tokens=50)
+    history: list[MessageParam] = []
+    previous = 0  # tokens of the previous turn's whole prompt
+    for turn in range(1, 5):
+        history.append({"role": "user", "content": _long(f"question {turn}")})
+        events = await _raw_events(
+            sdk_client, system="Be terse.", messages=history, cache_control={"type": "ephemeral"}
+        )
+        record = await server.await_finish(server.requests[-1])
+        whole = count_input_tokens(record.body)
+        expected = (0, whole - previous, previous)
+        assert _input_usage(events) == (expected, expected), f"turn {turn}"
+        assert record.body["cache_control"] == {"type": "ephemeral"}
+        assert (
+            record.input_tokens,
+            record.cache_creation_input_tokens,
+            record.cache_read_input_tokens,
+        ) == expected
+        previous = whole
+        history.append({"role": "assistant", "content": record.text_written})
+    assert len(server.prompt_cache) == 4
+
+
+async def test_prompt_cache_reads_and_writes_nothing_without_cache_control(
+    server: FakeAnthropicServer, sdk_client: anthropic.AsyncAnthropic
+) -> None:
+    """Without cache_control nothing is read or written (zeros, as the API reports); the same
+    prompt asked to be cached afterwards is created, not read, then read."""
+    server.config = FakeConfig(interval=0.001, deltas=2, cache_min_tokens=50)
+    messages: list[MessageParam] = [{"role": "user", "content": _long("same question")}]
+    whole = count_input_tokens({"messages": messages})
+    for _ in range(2):
+        assert _input_usage(await _raw_events(sdk_client, messages=messages))[0] == (whole, 0, 0)
+    assert len(server.prompt_cache) == 0
+
+    cached = {"cache_control": {"type": "ephemeral"}}
+    assert _input_usage(await _raw_events(sdk_client, messages=messages, **cached))[0] == (
+        0,
+        whole,
+        0,
+    )
+    assert _input_usage(await _raw_events(sdk_client, messages=messages, **cached))[0] == (
+        0,
+        0,
+        whole,
+    )
+    # another model has its own cache
+    usage = _input_usage(
+        await _raw_events(sdk_client, model="claude-other", messages=messages, **cached)
+    )
+    assert usage[0] == (0, whole, 0)
+    # the non-streaming reply reports the same usage
+    message = await sdk_client.messages.create(
+        model=MODEL, max_tokens=100, messages=messages, cache_control={"type": "ephemeral"}
+    )
+    assert (message.usage.input_tokens, message.usage.cache_read_input_tokens) == (0, whole)
+
+
+async def test_prompt_cache_skips_short_prefixes_expires_and_resets(
+    server: FakeAnthropicServer, sdk_client: anthropic.AsyncAnthropic
+) -> None:
+    """A prefix under ``cache_min_tokens`` is not cached; an entry lives ``cache_ttl`` seconds;
+    ``reset`` forgets them all."""
+    server.config = FakeConfig(interval=0.001, deltas=2)  # cache_min_tokens: 1024
+    cached = {"cache_control": {"type": "ephemeral"}}
+    short: list[MessageParam] = [{"role": "user", "content": _long("short")}]
+    whole = count_input_tokens({"messages": short})
+    assert whole < 1024
+    for _ in range(2):
+        usage = _input_usage(await _raw_events(sdk_client, messages=short, **cached))
+        assert usage[0] == (whole, 0, 0)
+    assert len(server.prompt_cache) == 0
+
+    server.config = FakeConfig(interval=0.001, deltas=2, cache_min_tokens=50, cache_ttl=0.5)
+    first = _input_usage(await _raw_events(sdk_client, messages=short, **cached))[0]
+    assert first == (0, whole, 0)
+    assert _input_usage(await _raw_events(sdk_client, messages=short, **cached))[0] == (0, 0, whole)
+    await asyncio.sleep(0.6)
+    assert _input_usage(await _raw_events(sdk_client, messages=short, **cached))[0] == first
+
+    server.reset()
+    assert len(server.prompt_cache) == 0
+    assert _input_usage(await _raw_events(sdk_client, messages=short, **cached))[0] == first
+
+
+async def test_prompt_cache_block_breakpoints_and_lookback(
+    server: FakeAnthropicServer, sdk_client: anthropic.AsyncAnthropic
+) -> None:
+    """A breakpoint on a system block caches the system prompt alone: another conversation
+    with it reads it. A hit must lie within 20 blocks before a breakpoint."""
+    server.config = FakeConfig(interval=0.001, deltas=2, cache_min_tokens=50)
+    system_text = _long("system")
+    system = [{"type": "text", "text": system_text, "cache_control": {"type": "ephemeral"}}]
+    system_tokens = len(system_text) // 4
+    for question in ("first", "second"):
+        messages: list[MessageParam] = [{"role": "user", "content": _long(question)}]
+        events = await _raw_events(sdk_client, system=system, messages=messages)
+        whole = count_input_tokens(server.requests[-1].body)
+        read = 0 if question == "first" else system_tokens
+        creation = system_tokens - read
+        assert _input_usage(events)[0] == (whole - system_tokens, creation, read)
+
+    def conversation(extra_blocks: int) -> list[dict[str, Any]]:
+        head = {"type": "text", "text": _long("head"), "cache_control": {"type": "ephemeral"}}
+        blocks = [head] + [{"type": "text", "text": f"part {i}"} for i in range(extra_blocks)]
+        return [{"role": "user", "content": blocks}]
+
+    await _raw_events(sdk_client, messages=conversation(0))  # writes the head's prefix
+    head_tokens = count_input_tokens({"messages": conversation(0)})
+    cached = {"cache_control": {"type": "ephemeral"}}
+    near, far = conversation(19), conversation(20)
+    for unmarked in (near, far):  # the head block no longer carries the marker
+        unmarked[0]["content"][0].pop("cache_control")
+    far_usage = _input_usage(await _raw_events(sdk_client, messages=far, **cached))[0]
+    assert far_usage[2] == 0  # 21 blocks back: out of reach
+    near_usage = _input_usage(await _raw_events(sdk_client, messages=near, **cached))[0]
+    assert near_usage[2] == head_tokens  # 20 blocks back (the breakpoint's own included)

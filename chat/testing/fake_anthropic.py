@@ -34,7 +34,8 @@ picks a free port) and serves until SIGTERM/SIGINT. ``--thinking N`` sets ``Fake
 * ``GET  /_fake/config`` -- the current config.
 * ``POST /_fake/config`` -- JSON object of ``FakeConfig`` fields to change (a partial update);
   returns the new config. Resets the ``fail_times`` counter.
-* ``POST /_fake/reset`` -- clears the records and ``fail_times`` counters (config is kept).
+* ``POST /_fake/reset`` -- clears the records, ``fail_times`` counters and the simulated prompt
+  cache (config is kept).
 * ``GET  /_fake/health`` -- ``{"ok": true, "now": <time.monotonic()>}``.
 
 ``FakeAnthropicControl`` wraps these endpoints for tests.
@@ -50,7 +51,7 @@ config for that request only. Grammar::
                                              error_after, fail_times, required_key, ping,
                                              stop_reason, thinking, redacted_thinking, tool_use,
                                              unknown_block, cache_read, cache_creation,
-                                             reject_models)
+                                             cache_min_tokens, cache_ttl, reject_models)
     value     := text without "," or "]]"; whitespace around keys and values is ignored;
                  "none"/"null" -> None, "true/false/yes/no/on/off/1/0" for booleans;
                  a list of names (reject_models) is separated by spaces or "|".
@@ -105,7 +106,38 @@ More of the real stream (all off by default; then the stream is exactly the one 
   ``max_tokens`` has no tool block.
 * ``cache_read=N`` / ``cache_creation=N`` (default ``None``) -- when either is set, the usage
   reports these fixed ``cache_read_input_tokens`` / ``cache_creation_input_tokens`` (the unset
-  one as 0) and ``input_tokens`` = the whole prompt's count.
+  one as 0) and ``input_tokens`` = the whole prompt's count, instead of the simulated prompt
+  cache below (which that request then neither reads nor writes).
+
+Prompt caching (simulated like the real API's)
+----------------------------------------------
+A request asks for caching with breakpoints: ``cache_control`` on blocks of ``system`` or of
+messages' ``content``, and/or a top-level ``"cache_control": {"type": "ephemeral"}``, which marks
+the request's last cacheable block (the last content block of the last message). The server
+(``FakeAnthropicServer.prompt_cache``) then works like Anthropic's cache:
+
+* A prompt is its blocks in order: the system prompt's (a string is one block), then each
+  message's. Prefix n = the first n blocks. Its key hashes the model and the canonical JSON
+  (sorted keys) of those blocks, each with the message (index and role) it belongs to, without
+  their ``cache_control`` markers (``prefix_keys``).
+* Tokens of a prefix (``prefix_tokens``) are counted as ``count_input_tokens`` counts the whole
+  prompt (text chars // 4), so ``input_tokens + cache_creation_input_tokens +
+  cache_read_input_tokens == count_input_tokens(body)``.
+* Lookup: from each breakpoint the server looks back over at most ``CACHE_LOOKBACK`` (20) block
+  boundaries, as the API does, for a remembered prefix; the longest one found is the hit.
+  ``cache_read_input_tokens`` = its tokens (0 on a miss), and a read refreshes its lifetime.
+* Write: every breakpoint longer than the hit whose prefix has at least ``cache_min_tokens``
+  tokens (default 1024) is remembered for ``cache_ttl`` seconds (default 300; a breakpoint with
+  ``"ttl": "1h"``: 3600). ``cache_creation_input_tokens`` = tokens from the hit up to the last
+  breakpoint written (0 if none was).
+* ``input_tokens`` = the rest: the tokens after the last breakpoint, or the whole prompt when
+  nothing was read or written.
+
+So in a conversation sent with a top-level ``cache_control``, turn 1 creates its prefix, turn 2
+reads turn 1's prefix and creates the new part, and so on. A request with no ``cache_control``
+reads and writes nothing (``0`` for both numbers, as the real API reports). Only
+``/v1/messages`` requests that get a reply touch the cache (not ``count_tokens``, not those
+answered with an error status). ``reset`` clears it.
 
 Usage: ``message_start``'s usage has ``input_tokens``, ``cache_creation_input_tokens``,
 ``cache_read_input_tokens`` (0 when nothing is cached, as the real API reports them) and
@@ -148,6 +180,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import hashlib
 import json
 import logging
 import re
@@ -516,13 +549,141 @@ def count_input_tokens(body: Any) -> int:
     """A rough token count (chars // 4, at least 1) of the system prompt and messages."""
     if not isinstance(body, dict):
         return 1
-    chars = len(_content_text(body.get("system")))
+    return max(1, prefix_tokens(prompt_segments(body)))
+
+
+# --------------------------------------------------------------------------------------------
+# Prompt cache
+# --------------------------------------------------------------------------------------------
+
+#: A prompt as the cache sees it: the system prompt, then each message, as (name, blocks).
+Segments = list[tuple[str, list[Any]]]
+
+
+def _as_blocks(content: Any) -> list[Any]:
+    """A ``system`` or message ``content`` as blocks (a string is one text block)."""
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}]
+    return list(content) if isinstance(content, list) else []
+
+
+def prompt_segments(body: dict[str, Any]) -> Segments:
+    """The system prompt, then each message, with its blocks: the order of a cache prefix."""
+    segments: Segments = []
+    if body.get("system") is not None:
+        segments.append(("system", _as_blocks(body["system"])))
     messages = body.get("messages")
-    if isinstance(messages, list):
-        for message in messages:
-            if isinstance(message, dict):
-                chars += len(_content_text(message.get("content")))
-    return max(1, chars // 4)
+    for i, message in enumerate(messages if isinstance(messages, list) else []):
+        if isinstance(message, dict):
+            name = f"message {i} {message.get('role')}"
+            segments.append((name, _as_blocks(message.get("content"))))
+    return segments
+
+
+def prefix_tokens(segments: Segments, blocks: int | None = None) -> int:
+    """Tokens (chars // 4) of the first ``blocks`` blocks of the prompt (all by default), counted
+    as ``count_input_tokens`` counts the whole: so the cached and uncached parts of a prompt
+    add up to its count."""
+    chars = 0
+    left = sum(len(segment_blocks) for _, segment_blocks in segments) if blocks is None else blocks
+    for _, segment_blocks in segments:
+        if left <= 0:
+            break
+        chars += len(_content_text(segment_blocks[:left]))
+        left -= len(segment_blocks)
+    return chars // 4
+
+
+def cache_breakpoints(body: dict[str, Any], segments: Segments) -> list[tuple[int, dict[str, Any]]]:
+    """(prefix length in blocks, its ``cache_control``) of each breakpoint, shortest first: the
+    blocks marked ``cache_control``, and with a top-level ``cache_control`` the request's last
+    block (the last content block of the last message)."""
+    blocks = [block for _, segment_blocks in segments for block in segment_blocks]
+    points = {
+        n: block["cache_control"]
+        for n, block in enumerate(blocks, start=1)
+        if isinstance(block, dict) and isinstance(block.get("cache_control"), dict)
+    }
+    if isinstance(body.get("cache_control"), dict) and blocks:
+        points.setdefault(len(blocks), body["cache_control"])
+    return sorted(points.items())
+
+
+def prefix_keys(model: str, segments: Segments) -> list[str]:
+    """The cache key of every prefix: ``keys[n - 1]`` for the first n blocks. A key hashes the
+    model and the canonical JSON of the blocks (without their ``cache_control`` markers, which
+    are no part of the content) with the segment each is in."""
+    digest = hashlib.sha256(model.encode() + b"\0")
+    keys: list[str] = []
+    for name, segment_blocks in segments:
+        for block in segment_blocks:
+            if isinstance(block, dict):
+                block = {k: v for k, v in block.items() if k != "cache_control"}
+            canonical = json.dumps([name, block], sort_keys=True, separators=(",", ":"))
+            digest.update(canonical.encode() + b"\n")
+            keys.append(digest.hexdigest())
+    return keys
+
+
+@dataclass(frozen=True)
+class InputUsage:
+    """The input side of a reply's usage."""
+
+    input_tokens: int
+    cache_creation_input_tokens: int = 0
+    cache_read_input_tokens: int = 0
+
+
+class PromptCache:
+    """Anthropic's prompt cache, simulated per server (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._expiry: dict[str, float] = {}  # prefix key -> time.monotonic() it expires
+
+    def clear(self) -> None:
+        with self._lock:
+            self._expiry.clear()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._expiry)
+
+    def use(self, body: dict[str, Any], config: FakeConfig) -> InputUsage:
+        """Look this request's prefix up, write its breakpoints' prefixes, return its usage."""
+        segments = prompt_segments(body)
+        total = count_input_tokens(body)
+        points = cache_breakpoints(body, segments)
+        if not points:
+            return InputUsage(total)
+        keys = prefix_keys(str(body.get("model")), segments)
+        now = time.monotonic()
+        with self._lock:
+            self._expiry = {key: t for key, t in self._expiry.items() if t > now}
+            hit = self._longest_hit(keys, [n for n, _ in points])
+            read = prefix_tokens(segments, hit) if hit else 0
+            if hit:
+                self._expiry[keys[hit - 1]] = now + config.cache_ttl  # a read refreshes it
+            written = 0
+            for n, control in points:
+                tokens = prefix_tokens(segments, n)
+                if n > hit and tokens >= config.cache_min_tokens:
+                    ttl = 3600.0 if control.get("ttl") == "1h" else config.cache_ttl
+                    self._expiry[keys[n - 1]] = now + ttl
+                    written = tokens
+        creation = written - read if written else 0
+        return InputUsage(total - read - creation, creation, read)
+
+    def _longest_hit(self, keys: list[str], breakpoints: list[int]) -> int:
+        """Length of the longest remembered prefix found looking back at most
+        ``CACHE_LOOKBACK`` blocks from each breakpoint (0: a miss)."""
+        best = 0
+        for point in breakpoints:
+            for n in range(point, max(best, point - CACHE_LOOKBACK), -1):
+                if keys[n - 1] in self._expiry:
+                    best = n
+                    break
+        return best
 
 
 # --------------------------------------------------------------------------------------------
@@ -831,6 +992,8 @@ class FakeAnthropicServer:
         self._cond = threading.Condition()
         self._records: list[RequestRecord] = []
         self._fault_counts: dict[str, int] = {}
+        self.prompt_cache = PromptCache()
+        """The simulated prompt cache (``reset`` clears it)."""
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Event | None = None
@@ -869,7 +1032,9 @@ class FakeAnthropicServer:
             return self._records[-1] if self._records else None
 
     def reset(self, config: FakeConfig | None = None) -> None:
-        """Forget the records and ``fail_times`` counters; optionally install a new config."""
+        """Forget the records, ``fail_times`` counters and the prompt cache; optionally install
+        a new config."""
+        self.prompt_cache.clear()
         with self._cond:
             self._records.clear()
             self._fault_counts.clear()
@@ -1212,10 +1377,16 @@ class FakeAnthropicServer:
         return config.error
 
     def _count_usage(self, record: RequestRecord, config: FakeConfig, body: dict[str, Any]) -> None:
-        """Fill the record's input usage: fixed cache numbers when configured."""
+        """Fill the record's input usage: fixed cache numbers when configured, else what the
+        simulated prompt cache makes of the request."""
         if config.cache_read is not None or config.cache_creation is not None:
             record.cache_read_input_tokens = config.cache_read or 0
             record.cache_creation_input_tokens = config.cache_creation or 0
+            return
+        usage = self.prompt_cache.use(body, config)
+        record.input_tokens = usage.input_tokens
+        record.cache_read_input_tokens = usage.cache_read_input_tokens
+        record.cache_creation_input_tokens = usage.cache_creation_input_tokens
 
     def _reply(self, config: FakeConfig, body: dict[str, Any]) -> tuple[list[str], str]:
         text = config.text
@@ -1553,7 +1724,7 @@ class FakeAnthropicControl:
         return self._call("POST", "/_fake/config", changes)
 
     def reset(self) -> None:
-        """Clear the server's records and ``fail_times`` counters."""
+        """Clear the server's records, ``fail_times`` counters and prompt cache."""
         self._call("POST", "/_fake/reset", {})
 
     def request_for(self, marker: str, *, timeout: float = 10.0, **until: Any) -> RequestRecord:
