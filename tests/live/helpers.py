@@ -145,7 +145,8 @@ class TerminalDb:
 
     def messages(self, conversation_id: str) -> list[dict[str, Any]]:
         return self.query(
-            "SELECT id, role, status, stop_reason, content, tokens_estimated FROM chat_message "
+            "SELECT id, role, status, stop_reason, content, thinking, tokens_estimated "
+            "FROM chat_message "
             "WHERE conversation_id = ? ORDER BY id",
             (uuid.UUID(conversation_id).hex,),
         )

@@ -100,6 +100,36 @@ async def test_a_whole_reply_streams_as_start_text_and_end_events(api: Api) -> N
     assert status == 200 and "From a script" in page and text[:40] in page
 
 
+async def test_thinking_streams_as_thinking_events_before_the_text_and_is_exported(
+    api: Api,
+) -> None:
+    async with api.client() as client:
+        cid = await new_conversation(client, title="Thoughtful", thinking_budget="2048")
+        message = "Hello [[fake:interval=0.002,deltas=6,thinking=4]]"
+        async with client.stream(
+            "POST", f"/api/conversations/{cid}/messages/", json={"message": message}
+        ) as response:
+            received = [e async for e in events(response)]
+        names = [name for name, _ in received]
+        assert names[0] == "start" and names[-1] == "end"
+        assert set(names[1:-1]) == {"thinking", "text"}
+        assert names.index("text") > max(i for i, n in enumerate(names) if n == "thinking")
+        thinking = "".join(data["text"] for name, data in received if name == "thinking")
+        (record,) = api.fake_requests(1)
+        assert thinking == record.thinking_written and thinking.startswith("Thinking step 1")
+        assert record.body["thinking"]["type"] == "adaptive"
+        end = received[-1][1]
+        assert end["thinking_chars"] == len(thinking)
+
+        got = (await client.get(f"/api/conversations/{cid}/")).json()
+        assert got["thinking_budget"] == 2048
+        reply = got["messages"][1]
+        assert reply["thinking"] == thinking and reply["thinking_signature"]
+        assert reply["thinking_ms"] is not None
+        assert reply["content"] == record.text_written
+        assert set(reply["usage"]) >= {"cache_read_input_tokens", "cache_creation_input_tokens"}
+
+
 @pytest.mark.alone  # a 100 ms budget across processes: run while no other test runs
 async def test_hanging_up_mid_reply_closes_the_upstream_within_100_ms_and_saves_the_partial(
     api: Api,

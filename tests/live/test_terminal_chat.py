@@ -309,3 +309,32 @@ def test_an_upstream_error_ends_the_reply_with_the_error_printed_and_saved(
     assert reply["status"] == "error"
     assert reply["content"].endswith("Token 3 of 300. ")
     assert "WARNING" not in term.text()  # the terminal says it; the log line would garble it
+
+
+def test_thinking_is_printed_faint_before_the_answer_or_hidden_behind_a_flag(
+    db: TerminalDb,
+) -> None:
+    env = {**db.env, "CHAT_THINKING_BUDGET": "2048"}
+    with terminal(env, "--user", "alice") as term:
+        term.prompt()
+        term.say("Think first [[fake:thinking=3,deltas=2,interval=0.01]]")
+        conversation_id = term.expect(CONVERSATION_PATH.pattern).group(1)
+        term.expect(r"tokens: [^\r\n]*")
+        term.prompt()
+        raw = term.output.getvalue()
+        assert "\x1b[2mThinking step 1 of 3. \x1b[22m" in raw  # faint
+        reply = db.messages(conversation_id)[-1]
+        shown = f"claude> (thinking) {reply['thinking']}\n{reply['content']}\n"
+        assert shown in term.text()
+        term.child.sendeof()
+        assert term.exit_status() == 0
+
+    with terminal(env, "--user", "alice", "--hide-thinking") as term:
+        term.prompt()
+        term.say("Think again [[fake:thinking=3,deltas=2,interval=0.01]]")
+        term.expect(r"tokens: [^\r\n]*")
+        term.prompt()
+        assert "claude> (thinking…)\nToken 1 of 2." in term.text()
+        assert "Thinking step" not in term.text()
+        term.child.sendeof()
+        assert term.exit_status() == 0
