@@ -67,6 +67,33 @@ def test_admin_transcript_shows_marker_and_estimated_tokens(
     assert "~4 (estimated)" in page
 
 
+def test_admin_shows_a_replys_thinking_apart_and_its_cached_input(
+    client: Client, staff: User, conversation: Conversation
+) -> None:
+    reply = Message.objects.create(
+        conversation=conversation,
+        role="assistant",
+        content="The answer <b>alone</b>",
+        thinking="First I weigh <script>x</script> the options.",
+        thinking_signature="sig-abc",
+        thinking_ms=3200,
+        input_tokens=12,
+        cache_read_input_tokens=4800,
+        cache_creation_input_tokens=300,
+        output_tokens=40,
+    )
+    client.force_login(staff)
+    page = client.get(
+        reverse("admin:chat_conversation_change", args=[conversation.pk])
+    ).content.decode()
+    assert "First I weigh &lt;script&gt;x&lt;/script&gt; the options." in page  # escaped
+    assert "4800 read · 300 written" in page
+    page = client.get(reverse("admin:chat_message_change", args=[reply.pk])).content.decode()
+    assert "sig-abc" in page and "3200" in page and "4800" in page
+    found = client.get(reverse("admin:chat_message_changelist") + "?q=weigh").content.decode()
+    assert f"assistant #{reply.pk}" in found
+
+
 def test_admin_is_staff_only(client: Client, user: User) -> None:
     client.force_login(user)
     response = client.get(reverse("admin:chat_conversation_changelist"))

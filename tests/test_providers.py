@@ -5,10 +5,23 @@ from __future__ import annotations
 import asyncio
 import time
 
-from chat.providers import ChatTurn, StreamEnd, StreamStart, TextDelta
+from chat.providers import (
+    ChatTurn,
+    StreamEnd,
+    StreamStart,
+    TextDelta,
+    Thinking,
+    ThinkingDelta,
+    ThinkingSigned,
+)
 from chat.providers.anthropic import AnthropicProvider
-from chat.providers.demo import DEMO_ANSWER, DemoProvider
-from chat.testing.fake_anthropic import FakeAnthropicServer, FakeConfig, default_text
+from chat.providers.demo import DEMO_ANSWER, DEMO_THINKING, DemoProvider
+from chat.testing.fake_anthropic import (
+    FakeAnthropicServer,
+    FakeConfig,
+    default_text,
+    thinking_steps,
+)
 from tests.helpers import SLOW
 
 HISTORY = [ChatTurn("user", "Hello")]
@@ -74,6 +87,59 @@ async def test_anthropic_provider_streams_only_the_answer_text_past_other_blocks
     assert "Thinking" not in text and "Paris" not in text and "{" not in text
     end = events[-1]
     assert isinstance(end, StreamEnd) and end.stop_reason == "tool_use"
+
+
+async def test_anthropic_provider_streams_thinking_then_its_signature_then_the_answer(
+    fake_server: FakeAnthropicServer,
+) -> None:
+    fake_server.reset(FakeConfig(interval=0.001, deltas=3, thinking=4))
+    provider = AnthropicProvider(api_key="k", base_url=fake_server.base_url)
+    events = [
+        e
+        async for e in provider.stream(
+            model="m",
+            system="",
+            history=HISTORY,
+            max_tokens=5000,
+            thinking=Thinking(budget_tokens=2048),
+            cache=True,
+        )
+    ]
+    kinds = [type(e).__name__ for e in events]
+    assert kinds == [
+        "StreamStart",
+        *["ThinkingDelta"] * 4,
+        "ThinkingSigned",
+        *["TextDelta"] * 3,
+        "StreamEnd",
+    ]
+    thought = "".join(e.text for e in events if isinstance(e, ThinkingDelta))
+    assert thought == "".join(thinking_steps(4))
+    (signed,) = [e for e in events if isinstance(e, ThinkingSigned)]
+    assert signed.signature
+    start = events[0]
+    assert isinstance(start, StreamStart) and start.cache_read_input_tokens == 0
+    body = fake_server.requests[-1].body
+    assert body["thinking"] == {"type": "enabled", "budget_tokens": 2048, "display": "summarized"}
+    assert body["cache_control"] == {"type": "ephemeral"}
+
+
+async def test_demo_provider_thinks_first_when_asked() -> None:
+    events = [
+        e
+        async for e in DemoProvider(token_delay=0).stream(
+            model="demo",
+            system="",
+            history=HISTORY,
+            max_tokens=10_000,
+            thinking=Thinking(budget_tokens=2048),
+        )
+    ]
+    thought = "".join(e.text for e in events if isinstance(e, ThinkingDelta))
+    assert thought == DEMO_THINKING
+    first_text = next(i for i, e in enumerate(events) if isinstance(e, TextDelta))
+    assert all(not isinstance(e, ThinkingDelta) for e in events[first_text:])
+    assert "".join(e.text for e in events if isinstance(e, TextDelta)) == DEMO_ANSWER
 
 
 async def test_demo_provider_streams_the_canned_answer_with_usage() -> None:
