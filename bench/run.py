@@ -10,10 +10,11 @@ prints a table, and writes ``bench.json`` (every figure, its raw floor, the envi
 ``bench/results/`` or ``--out``.
 
 Figures 1-4 (stop latency, cost after stop, relay latency, capacity) come from bench/streams.py;
-5-7 from bench/db_work.py, bench/memory.py and bench/page.py. Each module's ``measure(quick=)``
-runs on its own: a module that is missing or fails is recorded under its key with the error,
-and the rest still run. Targets are shown, not asserted. The exit status is non-zero only when
-a module failed to produce its figures (the harness broke), never for a missed target.
+5-7 from bench/db_work.py, bench/memory.py and bench/page.py; 8 (what prompt caching saves on a
+20-turn conversation) from bench/caching.py. Each module's ``measure(quick=)`` runs on its own: a
+module that is missing or fails is recorded under its key with the error, and the rest still run.
+Targets are shown, not asserted. The exit status is non-zero only when a module failed to produce
+its figures (the harness broke), never for a missed target.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO_ROOT / "bench" / "results"
-MODULES = ("streams", "db_work", "memory", "page")
+MODULES = ("streams", "db_work", "memory", "page", "caching")
 
 FIGURE_TITLES = {
     "stop_latency_ms": "1 stop latency (ms)",
@@ -171,6 +172,47 @@ def generic_rows(name: str, figures: dict[str, Any]) -> list[list[str]]:
 
     walk("", figures, 0)
     return rows[:60]
+
+
+def caching_rows(figures: dict[str, Any]) -> list[list[str]]:
+    """Figure 8: the same conversation with prompt caching off and on, its input by kind and
+    cost, and what caching saves."""
+
+    def row(title: str, summary: str) -> list[str]:
+        return [f"8 prompt caching: {title}", summary, *[""] * 10]
+
+    def usd(value: Any) -> str:
+        return "-" if value is None else f"${value:.4f}"
+
+    rows: list[list[str]] = []
+    curves: list[str] = []
+    for key, label in (("cache_off", "off"), ("cache_on", "on")):
+        run = figures.get(key) or {}
+        rows.append(
+            row(
+                f"{label}, input tokens",
+                f"{run.get('input_tokens_uncached', 0):,} full + "
+                f"{run.get('input_tokens_cache_read', 0):,} read + "
+                f"{run.get('input_tokens_cache_write', 0):,} write",
+            )
+        )
+        rows.append(
+            row(
+                f"{label}, cost",
+                f"input {usd(run.get('input_cost_usd'))}, output {usd(run.get('output_cost_usd'))}",
+            )
+        )
+        curve = run.get("per_turn_input_cost_usd") or [None]
+        curves.append(f"{label} {usd(curve[0])} → {usd(curve[-1])}")
+    rows.append(row(f"input $, turn 1 → {figures.get('turns')}", "; ".join(curves)))
+    rows.append(
+        row(
+            "saving",
+            f"input {_fmt(figures.get('input_cost_saving_pct'))} %, "
+            f"total {_fmt(figures.get('total_cost_saving_pct'))} % ({figures.get('model')})",
+        )
+    )
+    return rows
 
 
 def round_notes(streams: dict[str, Any]) -> list[str]:
@@ -342,7 +384,9 @@ def main(argv: list[str] | None = None) -> int:
     if "streams" in report and "error" not in streams:
         rows += streams_rows(streams)
     for name in modules:
-        if name != "streams" and "error" not in report[name]:
+        if name == "caching" and "error" not in report[name]:
+            rows += caching_rows(report[name])
+        elif name != "streams" and "error" not in report[name]:
             rows += generic_rows(name, report[name])
     failed = [name for name in modules if "error" in report[name]]
     for name in failed:

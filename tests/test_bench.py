@@ -94,3 +94,30 @@ def test_page_times_a_conversation_of_1000_messages(bench_report: dict[str, Any]
         assert 0 < section["messages_rendered"] <= figures["messages_in_conversation"]
         assert section["bytes"] > 0
     assert figures["page"]["queries"] > 0
+
+
+def test_caching_prices_one_conversation_with_prompt_caching_off_and_on(
+    bench_report: dict[str, Any],
+) -> None:
+    figures = bench_report["caching"]
+    _json_ready(figures)
+    turns = figures["turns"]
+    assert isinstance(turns, int) and turns >= 3
+    off, on = figures["cache_off"], figures["cache_on"]
+    # The app asked for caching on every request of one run and on none of the other.
+    assert off["requests_with_cache_control"] == 0
+    assert on["requests_with_cache_control"] == turns
+    assert off["input_tokens_cache_read"] == off["input_tokens_cache_write"] == 0
+    for run in (off, on):
+        kinds = ("input_tokens_uncached", "input_tokens_cache_read", "input_tokens_cache_write")
+        assert sum(run[k] for k in kinds) == run["input_tokens_total"]
+        assert len(run["per_turn_input_cost_usd"]) == turns
+        assert sum(run["per_turn_input_cost_usd"]) == pytest.approx(run["input_cost_usd"])
+        assert run["output_cost_usd"] > 0
+    # The same conversation both times: the same prompts, the same replies.
+    assert on["input_tokens_total"] == off["input_tokens_total"]
+    assert on["output_tokens"] == off["output_tokens"]
+    # The history outgrows the cache's minimum, so later turns read it and cost less.
+    assert on["input_tokens_cache_read"] > 0 and on["first_cache_read_turn"] is not None
+    assert on["input_cost_usd"] < off["input_cost_usd"]
+    assert 0 < figures["input_cost_saving_pct"] < 100
