@@ -75,7 +75,7 @@ async def test_cached_input_is_stored_priced_and_shown_apart(
     assert saved.input_tokens is not None and saved.output_tokens is not None
     final = html.unescape(sock.frames[-1])
     assert "100000 cached" in final and "2000 to cache" in final  # the bubble's footer
-    assert "100,000 cached" in final  # the conversation's header
+    assert "100,000 cached · 2,000 to cache" in final  # the conversation's header
 
     usage = await selectors.aconversation_usage(conversation_id=conversation.pk)
     assert (usage.cache_read_tokens, usage.cache_creation_tokens) == (100_000, 2_000)

@@ -4,6 +4,7 @@ longer than the model's context window. (A 1 MB frame through daphne: tests/live
 from __future__ import annotations
 
 import asyncio
+import itertools
 from typing import Any
 
 import pytest
@@ -185,3 +186,24 @@ def test_fit_history_keeps_the_newest_turns_and_starts_with_the_user() -> None:
     assert fitted.turns == turns[2:] and fitted.dropped == 2
     with pytest.raises(ContextTooSmall):
         fit_history([ChatTurn("user", "x" * 3000)], context_tokens=500, max_tokens=100, system="")
+
+
+def test_a_trimmed_history_keeps_its_start_for_several_turns_so_the_cache_can_read_it() -> None:
+    """Trimmed turn by turn, every request's prefix would be new to Anthropic's prompt cache;
+    the start moves in steps of about a quarter of the budget instead."""
+    context, max_tokens = 3_000, 500
+    budget = context - max_tokens
+    history: list[ChatTurn] = []
+    starts: list[str] = []
+    for n in range(60):
+        history += [ChatTurn("user", f"q{n} " + "x" * 150), ChatTurn("assistant", "y" * 300)]
+        asked = [*history, ChatTurn("user", f"next {n}")]
+        fitted = fit_history(asked, context_tokens=context, max_tokens=max_tokens, system="")
+        used = sum(estimate_prompt_tokens(t.content) for t in fitted.turns)
+        assert used <= budget and fitted.turns[0].role == "user"
+        assert fitted.turns[-1] == asked[-1]
+        if fitted.dropped:
+            assert used >= budget // 2  # steps of a quarter: never trimmed far below the budget
+            starts.append(fitted.turns[0].content[:4])
+    runs = [len(list(group)) for _, group in itertools.groupby(starts)]
+    assert len(runs) > 3 and min(runs[:-1]) >= 3  # the same start for 3+ turns in a row

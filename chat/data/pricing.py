@@ -87,6 +87,11 @@ class ConversationUsage:
         return f"{self.cache_read_tokens:,}" if self.cache_read_tokens else ""
 
     @property
+    def cache_write_text(self) -> str:
+        """Input written to the prompt cache, or "" when none was."""
+        return f"{self.cache_creation_tokens:,}" if self.cache_creation_tokens else ""
+
+    @property
     def output_text(self) -> str:
         return f"{'~' if self.output_estimated else ''}{self.output_tokens:,}"
 
@@ -108,9 +113,9 @@ class ConversationUsage:
         ]
         if self.cache_read_tokens or self.cache_creation_tokens:
             parts.append(
-                f"Besides the input: {self.cache_read_tokens:,} read from Anthropic's prompt "
-                f"cache (billed at a tenth of the input price) and "
-                f"{self.cache_creation_tokens:,} written to it."
+                f"Besides that input: {self.cache_read_tokens:,} read from Anthropic's prompt "
+                f"cache (at the cache-read price) and {self.cache_creation_tokens:,} written to "
+                "it (at the cache-write price)."
             )
         if self.estimated:
             parts.append(
