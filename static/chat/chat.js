@@ -230,8 +230,12 @@
   // scrolled up to read.
   var hadFocus = false;
   var nearBottom = true;
+  var thinkingAtEnd = [];  // streaming thinking parts scrolled to their end (or not scrollable)
   document.addEventListener("htmx:wsBeforeMessage", function () {
     var messages = byId("messages");
+    thinkingAtEnd = [].filter.call(document.querySelectorAll(".msg--streaming .thinking-body"), function (body) {
+      return body.scrollHeight - body.scrollTop - body.clientHeight < 24;
+    });
     hadFocus = document.activeElement && document.activeElement.id === "composer-input";
     nearBottom = !messages || messages.scrollHeight - messages.scrollTop - messages.clientHeight < 80;
   });
@@ -241,6 +245,9 @@
     var messages = byId("messages");
     if (messages) { keepInOrder(messages); }
     if (messages && nearBottom) { messages.scrollTop = messages.scrollHeight; }
+    // A long thought scrolls in its own box: it follows the newest thinking, unless the reader
+    // scrolled up in it.
+    thinkingAtEnd.forEach(function (body) { if (body.isConnected) { body.scrollTop = body.scrollHeight; } });
     var jump = byId("jump-latest");
     if (jump && messages && !nearBottom) { jump.hidden = false; }
     updateLiveStatus();

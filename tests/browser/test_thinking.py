@@ -227,6 +227,19 @@ def test_escape_while_thinking_stops_the_reply_with_the_thinking_so_far(
     expect_streaming(page, reply)
     pieces = watch_thinking_grow(page, reply, observations=2, until=lambda t: "step 4 " in t)
     assert page.locator(f"#msg-{reply}-body").text_content() == ""
+    # A thought longer than its box scrolls, and the box follows the newest thinking.
+    body_id = f"msg-{reply}-thinking"
+    page.wait_for_function(
+        "(id) => { const b = document.getElementById(id); "
+        "return b.scrollHeight > b.clientHeight + 60; }",
+        arg=body_id,
+    )
+    page.wait_for_function(  # (after the next batch)
+        "(id) => { const b = document.getElementById(id); "
+        "return b.scrollTop > 0 && b.scrollHeight - b.scrollTop - b.clientHeight < 24; }",
+        arg=body_id,
+    )
+    pieces.append(thoughts(page, reply))
 
     pressed_at = time.monotonic()
     page.keyboard.press("Escape")
@@ -241,21 +254,22 @@ def test_escape_while_thinking_stops_the_reply_with_the_thinking_so_far(
     assert closed_ms < 100, f"the model's stream was closed {closed_ms:.0f} ms after Esc"
     assert record.deltas_written == 0 and record.text_written == ""
 
-    # The bubble keeps the thinking shown so far (folded, like any finished reply's), no
-    # answer, and says it was interrupted; the database has exactly that.
+    # The bubble keeps the thinking shown so far, open (there is no answer to show instead)
+    # under "Stopped while thinking", no answer, and says it was interrupted; the database has
+    # exactly that.
     kept = thoughts(page, reply)
     assert kept.startswith(pieces[-1])
     assert record.thinking_written.startswith(kept)
     assert "step 400 of 400" not in kept
     part = thinking_part(page, reply)
     expect(part).to_be_visible()
-    expect(part).to_have_js_property("open", False)
+    expect(part).to_have_js_property("open", True)
+    expect(part.locator("summary")).to_have_text(re.compile(r"^Stopped while thinking \(\d+ s\)$"))
+    expect(page.locator(f"#msg-{reply}-thinking")).to_have_text(kept)
     expect(page.locator(f"#msg-{reply}-body")).to_have_text("")
     saved = db_thinking(live_app, reply)
     assert (saved["status"], saved["stop_reason"]) == ("interrupted", "user_stop")
     assert (saved["thinking"], saved["content"]) == (kept, "")
-    part.locator("summary").click()
-    expect(page.locator(f"#msg-{reply}-thinking")).to_have_text(kept)
 
 
 def test_after_a_reload_the_thinking_is_still_there_folded_with_the_same_text(
