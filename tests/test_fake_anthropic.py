@@ -453,6 +453,8 @@ async def test_standalone_process_and_control_endpoints() -> None:
         "0.002",
         "--deltas",
         "5",
+        "--recordings",
+        str(REPO_ROOT / "tests" / "recordings"),
         cwd=REPO_ROOT,
         stdout=asyncio.subprocess.PIPE,
     )
@@ -476,6 +478,9 @@ async def test_standalone_process_and_control_endpoints() -> None:
             assert new_config["deltas"] == 2
             text, _ = await _stream_text(sdk)
             assert text == default_text(2)
+
+            text, final = await _stream_text(sdk, "[[fake:replay=refusal]]")
+            assert final.stop_reason == "refusal" and text.endswith("but I can't")
 
             await asyncio.to_thread(control.reset)
             assert await asyncio.to_thread(control.requests) == []
@@ -948,3 +953,102 @@ async def test_prompt_cache_block_breakpoints_and_lookback(
     assert far_usage[2] == 0  # 21 blocks back: out of reach
     near_usage = _input_usage(await _raw_events(sdk_client, messages=near, **cached))[0]
     assert near_usage[2] == head_tokens  # 20 blocks back (the breakpoint's own included)
+
+
+# ---- replaying recordings -----------------------------------------------------------------
+
+THINKING_RECORDING_ANSWER = "27 × 453 = **12,231** (27 × 400 = 10,800, plus 27 × 53 = 1,431)."  # noqa: RUF001
+
+
+async def test_replay_plays_a_recording_paced_and_recorded(
+    server: FakeAnthropicServer, sdk_client: anthropic.AsyncAnthropic
+) -> None:
+    """``replay=<name>`` plays ``tests/recordings/<name>.sse`` verbatim, one content delta per
+    ``interval``; the record counts its text, thinking and tool JSON deltas as for a generated
+    reply, and takes its message id and input usage."""
+    server.config = FakeConfig(interval=0.02, replay="thinking")
+    async with sdk_client.messages.stream(
+        model=MODEL, max_tokens=1024, messages=_messages("play it")
+    ) as stream:
+        final = await stream.get_final_message()
+    record = await server.await_finish(server.requests[0])
+    assert record.outcome == "completed" and record.completed
+    assert record.message_id == final.id == "msg_01ThinkRec7Hq2nVb4XcP9aLm"
+    assert record.deltas_planned == record.deltas_written == len(record.delta_times) == 3
+    assert record.text_written == THINKING_RECORDING_ANSWER
+    thinking = final.content[0]
+    assert isinstance(thinking, ThinkingBlock) and record.thinking_written == thinking.thinking
+    assert (record.input_tokens, record.cache_read_input_tokens) == (14, 2048)
+    gaps = [b - a for a, b in zip(record.delta_times, record.delta_times[1:], strict=False)]
+    assert min(gaps) >= 0.015  # paced: one interval between two content deltas
+
+    _, final = await _stream_text(sdk_client, "[[fake:replay=tool_use,interval=0]]")
+    record = await server.await_finish(server.requests[-1])
+    assert json.loads(record.tool_json_written) == {"timezone": "Asia/Tokyo"}
+    assert final.stop_reason == "tool_use"
+
+
+async def test_replay_hangup_is_recorded_like_a_generated_stream(
+    server: FakeAnthropicServer, sdk_client: anthropic.AsyncAnthropic
+) -> None:
+    """Leaving a replayed stream is a client disconnect: recorded at once, nothing more sent."""
+    server.config = FakeConfig(interval=0.05, replay="max_tokens")
+    async with sdk_client.messages.stream(
+        model=MODEL, max_tokens=1024, messages=_messages("go")
+    ) as stream:
+        async for event in stream:
+            if event.type == "text":
+                break
+    left_at = time.monotonic()
+    record = server.requests[0]
+    disconnected_at = await server.await_disconnect(record, timeout=1)
+    assert disconnected_at - left_at < 0.1
+    await server.await_finish(record)
+    assert record.outcome == "client_disconnected" and not record.completed
+    assert record.deltas_written == 1 and record.deltas_after(left_at) == 0
+
+
+@pytest.mark.parametrize(("error_after", "text_deltas"), [(1, 1), (10, 3)])
+async def test_replay_midstream_fault(
+    server: FakeAnthropicServer,
+    sdk_client: anthropic.AsyncAnthropic,
+    error_after: int,
+    text_deltas: int,
+) -> None:
+    """A midstream fault replaces the first content delta after ``error_after`` text deltas,
+    or, when the recording has fewer, its message_delta."""
+    server.config = FakeConfig(interval=0.001)
+    directive = f"[[fake:replay=thinking,error=error_midstream,error_after={error_after}]]"
+    with pytest.raises(anthropic.APIStatusError) as excinfo:
+        await _stream_text(sdk_client, directive)
+    assert excinfo.value.body["error"]["type"] == "overloaded_error"  # type: ignore[index]
+    record = await server.await_finish(server.requests[0])
+    assert record.outcome == "error_event" and not record.completed
+    assert record.deltas_written == text_deltas
+
+
+async def test_replay_is_refused_when_it_cannot_be_played(
+    server: FakeAnthropicServer, sdk_client: anthropic.AsyncAnthropic
+) -> None:
+    """A non-streaming request, a missing recording and a name that is no file name get a
+    400; a config with such a name cannot be built."""
+    with pytest.raises(anthropic.BadRequestError, match="streaming requests only"):
+        await sdk_client.messages.create(
+            model=MODEL, max_tokens=100, messages=_messages("[[fake:replay=thinking]]")
+        )
+    with pytest.raises(anthropic.BadRequestError, match="no recording 'no_such_thing'"):
+        await _stream_text(sdk_client, "[[fake:replay=no_such_thing]]")
+    with pytest.raises(anthropic.BadRequestError, match="not a recording name"):
+        await _stream_text(sdk_client, "[[fake:replay=../secrets]]")
+    with pytest.raises(ValueError, match="not a recording name"):
+        FakeConfig(replay="Thinking.sse")
+    with FakeAnthropicServer(recordings=REPO_ROOT / "docs") as elsewhere:
+        assert elsewhere.recordings == REPO_ROOT / "docs"
+        sdk = anthropic.AsyncAnthropic(
+            base_url=elsewhere.base_url, api_key="test-key", max_retries=0
+        )
+        try:
+            with pytest.raises(anthropic.BadRequestError, match="no recording 'thinking'"):
+                await _stream_text(sdk, "[[fake:replay=thinking]]")
+        finally:
+            await sdk.close()

@@ -25,7 +25,9 @@ Standalone use (for an app running in another process)::
 
 prints exactly one line ``listening on http://127.0.0.1:PORT`` to stdout when ready (``--port 0``
 picks a free port) and serves until SIGTERM/SIGINT. ``--thinking N`` sets ``FakeConfig.thinking``
-(default: as the request asks). The same port serves a JSON control API:
+(default: as the request asks), ``--replay NAME`` sets ``FakeConfig.replay`` and
+``--recordings DIR`` where recordings are found (default ``<repo>/tests/recordings``). The same
+port serves a JSON control API:
 
 * ``GET  /_fake/requests[?min=N&finished=1&timeout=S]`` -- list of request records
   (``RequestRecord.to_dict``); with ``min`` it first waits up to ``timeout`` seconds (default 5)
@@ -51,7 +53,8 @@ config for that request only. Grammar::
                                              error_after, fail_times, required_key, ping,
                                              stop_reason, thinking, redacted_thinking, tool_use,
                                              unknown_block, cache_read, cache_creation,
-                                             cache_min_tokens, cache_ttl, reject_models)
+                                             cache_min_tokens, cache_ttl, reject_models,
+                                             replay)
     value     := text without "," or "]]"; whitespace around keys and values is ignored;
                  "none"/"null" -> None, "true/false/yes/no/on/off/1/0" for booleans;
                  a list of names (reject_models) is separated by spaces or "|".
@@ -75,13 +78,15 @@ in ``message_delta`` = number of deltas sent.
 Timing: headers, ``message_start``, ``content_block_start`` and ``ping`` go out at once, then
 ``first_delay`` seconds, then the first delta, then one delta every ``interval`` seconds.
 
-More of the real stream (all off by default; then the stream is exactly the one above)
--------------------------------------------------------------------------------------
+More of the real stream (off by default: then, and unless the request asks for thinking, the
+stream is exactly the one above)
+-------------------------------------------------------------------------------------------
 * Thinking -- before the text, a ``thinking`` block (index 0) with N ``thinking_delta`` events
   ("Thinking step i of N. "), a ``signature_delta`` and its ``content_block_stop``; the text
   block comes after it. The thinking deltas come first after ``first_delay`` and are paced by
   ``interval`` like the text (the ``ping`` follows the first ``content_block_start``, as in the
-  real API). Recorded in ``RequestRecord.thinking_written``. How many steps (``thinking_plan``):
+  real API); the first text delta follows ``interval`` after the block. Recorded in
+  ``RequestRecord.thinking_written``. How many steps (``thinking_plan``):
 
   - ``thinking=None`` (the default) follows the request, like the real API: a request whose
     ``thinking`` has ``type`` ``"enabled"`` (with ``budget_tokens``) or ``"adaptive"`` gets
@@ -90,8 +95,8 @@ More of the real stream (all off by default; then the stream is exactly the one 
   - ``thinking=N`` with N > 0 always streams N steps, asked for or not; ``thinking=0`` never
     streams a thinking block, even when the request asks for one.
   - ``"display": "omitted"`` in the request's ``thinking``: the block streams no
-    ``thinking_delta`` at all, only its ``signature_delta`` (its thinking is ``""``), as the real
-    API does; the steps still count as output tokens.
+    ``thinking_delta`` at all, only its ``signature_delta`` (after ``first_delay``; its thinking
+    is ``""``), as the real API does; the steps still count as output tokens.
 
   The request body is on the record (``RequestRecord.body``), so a test can assert what the app
   asked for (``thinking``, ``cache_control``, ``output_config`` ...).
@@ -154,6 +159,33 @@ The key check (``required_key``) comes first, as in the API.
 ``deltas_written``, ``delta_times``, ``error_after`` and ``max_tokens`` count text deltas only;
 the ``output_tokens`` reported at the end count the thinking steps and tool JSON deltas too. The
 non-streaming reply carries the same blocks and usage.
+
+Replaying recordings (``replay=<name>``)
+----------------------------------------
+``tests/recordings/*.sse`` hold event sequences in the real API's wire format (thinking,
+refusals, tool use, server tools, compaction, each stop reason ...; composed after the API's
+documentation and the SDK's types, not captured) as raw SSE text: ``event: ...`` /
+``data: {...}`` lines, a blank line after each event, and ``:`` comment lines (ignored by
+clients) saying what the file is and where its shape comes from (``parse_sse``). With
+``replay=<name>`` (``[a-z0-9_]+``) the server answers a streaming request by playing
+``<recordings>/<name>.sse`` verbatim (comment lines left out): the recording's ids, model,
+blocks and usage, whatever the request said (its ``max_tokens`` included). The directory is
+the server's ``recordings`` argument (CLI ``--recordings``), by default ``DEFAULT_RECORDINGS``
+= ``<repo root>/tests/recordings``.
+
+* Timing: the first content delta (``content_block_delta``) goes out ``first_delay`` seconds
+  after the head, each later one ``interval`` seconds after the one before; every other event
+  goes out at once after the delta before it (pings only where the recording has them).
+* Records: as for a generated stream -- ``text_delta`` events count in ``deltas_written``,
+  ``delta_times`` and ``text_written`` (``deltas_planned``: all of the recording's), the
+  ``thinking_delta`` text in ``thinking_written`` and ``input_json_delta`` in
+  ``tool_json_written``; the record takes the recording's message id and input usage. A client
+  hang-up is noticed and recorded exactly as for a generated stream.
+* Faults: a wrong key, an unknown model and status faults answer before any replay; a
+  midstream fault comes instead of the first content delta after ``error_after`` text deltas,
+  or instead of the ``message_delta`` when the recording has fewer.
+* A non-streaming request, or a recording that is missing or malformed, gets a 400
+  ``invalid_request_error``. The prompt cache is not consulted.
 
 Faults (``FakeConfig.error``)
 -----------------------------
@@ -687,6 +719,56 @@ class PromptCache:
 
 
 # --------------------------------------------------------------------------------------------
+# Recordings (FakeConfig.replay)
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SseEvent:
+    """One event of a recording."""
+
+    event: str
+    data: dict[str, Any]
+    wire: bytes
+    """The event as it goes on the wire: its ``event:``/``data:`` lines as written (comment
+    lines dropped), ending with the blank line."""
+
+
+def parse_sse(text: str) -> list[SseEvent]:
+    """The events of SSE text. Lines starting with ``:`` are comments; each event needs JSON
+    object data whose ``type`` is the event's name (as in every Messages API event)."""
+    events: list[SseEvent] = []
+    for part in re.split(r"\n[ \t]*\n", text.replace("\r\n", "\n")):
+        lines = [line for line in part.split("\n") if line.strip() and not line.startswith(":")]
+        if not lines:
+            continue
+        name, data = "message", []
+        for line in lines:
+            key, _, value = line.partition(":")
+            if key == "event":
+                name = value.strip()
+            elif key == "data":
+                data.append(value.removeprefix(" "))
+            else:
+                raise ValueError(f"not an SSE event line: {line!r}")
+        payload = json.loads("\n".join(data))
+        if not isinstance(payload, dict) or payload.get("type") != name:
+            raise ValueError(f"event {name!r} does not carry data of its type: {data!r}")
+        events.append(SseEvent(name, payload, ("\n".join(lines) + "\n\n").encode()))
+    return events
+
+
+def load_recording(directory: Path, name: str) -> list[SseEvent]:
+    """The events of ``<directory>/<name>.sse`` (ValueError if there is none or it is bad)."""
+    if not RECORDING_NAME.match(name):
+        raise ValueError(f"not a recording name ([a-z0-9_]+): {name!r}")
+    path = directory / f"{name}.sse"
+    if not path.is_file():
+        raise ValueError(f"no recording {name!r} in {directory}")
+    return parse_sse(path.read_text(encoding="utf-8"))
+
+
+# --------------------------------------------------------------------------------------------
 # Records
 # --------------------------------------------------------------------------------------------
 
@@ -728,7 +810,7 @@ class RequestRecord:
     """When each delta had been written and drained to the socket."""
     text_written: str = ""
     thinking_written: str = ""
-    """Text of the ``thinking_delta`` events written (``FakeConfig.thinking``)."""
+    """Text of the ``thinking_delta`` events written (``FakeConfig.thinking``, or replayed)."""
     tool_json_written: str = ""
     """``partial_json`` of the ``input_json_delta`` events written (``FakeConfig.tool_use``)."""
     disconnected_at: float | None = None
@@ -937,6 +1019,25 @@ def _new_id(prefix: str) -> str:
     return f"{prefix}_fake{uuid.uuid4().hex[:20]}"
 
 
+def _delta_type(event: SseEvent) -> str | None:
+    """The delta type of a ``content_block_delta`` event (else ``None``)."""
+    delta = event.data.get("delta") if event.event == "content_block_delta" else None
+    return delta.get("type") if isinstance(delta, dict) else None
+
+
+def _record_recorded_start(record: RequestRecord, data: dict[str, Any]) -> None:
+    """Put a recording's message id and input usage on the record."""
+    message = data.get("message")
+    if not isinstance(message, dict):
+        return
+    record.message_id = message.get("id")
+    usage = message.get("usage")
+    if isinstance(usage, dict):
+        record.input_tokens = usage.get("input_tokens") or 0
+        record.cache_creation_input_tokens = usage.get("cache_creation_input_tokens") or 0
+        record.cache_read_input_tokens = usage.get("cache_read_input_tokens") or 0
+
+
 class _Events:
     """The SSE events of one streamed reply, in order. Queued events go out with the next
     ``send``, so the events the API sends back to back share one write."""
@@ -984,11 +1085,18 @@ class FakeAnthropicServer:
     """The fake API server. ``start()`` runs it on its own event loop in a daemon thread."""
 
     def __init__(
-        self, config: FakeConfig | None = None, *, host: str = "127.0.0.1", port: int = 0
+        self,
+        config: FakeConfig | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        recordings: Path | str | None = None,
     ) -> None:
         self._config = config if config is not None else FakeConfig()
         self.host = host
         self.port = port
+        self.recordings = Path(recordings) if recordings is not None else DEFAULT_RECORDINGS
+        """Where ``FakeConfig.replay`` finds ``<name>.sse``."""
         self._cond = threading.Condition()
         self._records: list[RequestRecord] = []
         self._fault_counts: dict[str, int] = {}
@@ -1356,6 +1464,9 @@ class FakeAnthropicServer:
             await self._send_error(conn, int(m.group(1)), None)
             return
 
+        if config.replay is not None:
+            await self._serve_replay(conn, record, config, fault)
+            return
         self._count_usage(record, config, body)
         conn.start_watching()
         if record.stream:
@@ -1557,6 +1668,70 @@ class FakeAnthropicServer:
             record.tool_json_written += part
         out.close_block(index)
         return len(parts)
+
+    async def _serve_replay(
+        self, conn: _Connection, record: RequestRecord, config: FakeConfig, fault: str | None
+    ) -> None:
+        if not record.stream:
+            await self._send_error(conn, 400, "replay answers streaming requests only")
+            return
+        try:
+            events = load_recording(self.recordings, config.replay or "")
+        except (OSError, ValueError) as exc:
+            await self._send_error(conn, 400, f"replay: {exc}")
+            return
+        conn.start_watching()
+        await self._replay(conn, record, config, fault, events)
+
+    async def _replay(
+        self,
+        conn: _Connection,
+        record: RequestRecord,
+        config: FakeConfig,
+        fault: str | None,
+        events: list[SseEvent],
+    ) -> None:
+        """Play a recording: each content delta after ``first_delay`` (the first) or
+        ``interval`` (the others), every other event at once; a midstream fault comes instead
+        of the first content delta after ``error_after`` text deltas, or of the message_delta."""
+        record.deltas_planned = sum(1 for e in events if _delta_type(e) == "text_delta")
+        out = _Events(conn, ping=False)
+        out.pending = self._stream_head(record)
+        fault_pending = fault in MIDSTREAM_FAULTS
+        first = True
+        for event in events:
+            if event.event == "message_start":
+                _record_recorded_start(record, event.data)
+            is_delta = event.event == "content_block_delta"
+            if is_delta or (fault_pending and event.event == "message_delta"):
+                await out.send()
+                await conn.pause(config.first_delay if first else config.interval)
+                first = False
+                if fault_pending and (not is_delta or record.deltas_written >= config.error_after):
+                    await self._midstream_fault(conn, record, fault)
+                    return
+            if is_delta:
+                await out.send(_chunk(event.wire))
+                self._record_replayed_delta(record, event.data.get("delta") or {})
+            else:
+                out.pending += _chunk(event.wire)
+        await out.send(b"0\r\n\r\n")
+        record.completed = any(e.event == "message_stop" for e in events)
+        self._finish(record, "completed" if record.completed else "error_event")
+        await conn.close()
+
+    def _record_replayed_delta(self, record: RequestRecord, delta: dict[str, Any]) -> None:
+        """Count a replayed delta as the generated stream counts its own."""
+        kind = delta.get("type")
+        if kind == "text_delta":
+            record.delta_times.append(time.monotonic())
+            record.deltas_written += 1
+            record.text_written += delta["text"]
+            self._notify()
+        elif kind == "thinking_delta":
+            record.thinking_written += delta["thinking"]
+        elif kind == "input_json_delta":
+            record.tool_json_written += delta["partial_json"]
 
     async def _midstream_fault(
         self, conn: _Connection, record: RequestRecord, fault: str | None
@@ -1776,6 +1951,12 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="thinking steps before the text (default: as the request asks; 0: never)",
     )
+    parser.add_argument(
+        "--recordings",
+        default=None,
+        help=f"directory of <name>.sse recordings for replay (default: {DEFAULT_RECORDINGS})",
+    )
+    parser.add_argument("--replay", default=None, help="answer every stream with this recording")
     parser.add_argument("--log-level", default="WARNING")
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -1793,6 +1974,7 @@ def main(argv: list[str] | None = None) -> int:
         required_key=args.required_key,
         ping=not args.no_ping,
         thinking=args.thinking,
+        replay=args.replay,
     )
     stop = threading.Event()
 
@@ -1801,7 +1983,9 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    server = FakeAnthropicServer(config, host=args.host, port=args.port).start()
+    server = FakeAnthropicServer(
+        config, host=args.host, port=args.port, recordings=args.recordings
+    ).start()
     # The one line the parent process reads (chat/testing/live.py): its address, at once.
     sys.stdout.write(f"listening on {server.base_url}\n")
     sys.stdout.flush()
