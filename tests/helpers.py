@@ -24,6 +24,7 @@ from django.contrib.auth.models import User
 from django.test import AsyncClient
 
 from chat.testing.fake_anthropic import (
+    DEFAULT_RECORDINGS,
     SLOW_DELTAS,
     SLOW_INTERVAL,
     FakeAnthropicServer,
@@ -290,3 +291,40 @@ def page_nonce(html: str) -> str:
     nonces = set(NONCE.findall(html))
     assert len(nonces) == 1, f"expected one nonce in the page, found {nonces}"
     return nonces.pop()
+
+
+# --------------------------------------------------------------------------------------------
+# Recorded Messages API streams (tests/recordings/*.sse)
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Recording:
+    """What a recorded stream says, read from its events: the answer (text deltas), the
+    thinking (thinking deltas) and the stop reason."""
+
+    name: str
+    answer: str
+    thinking: str
+    stop_reason: str
+
+
+def read_recording(name: str) -> Recording:
+    answer: list[str] = []
+    thinking: list[str] = []
+    stop_reason = ""
+    for line in (DEFAULT_RECORDINGS / f"{name}.sse").read_text().splitlines():
+        if not line.startswith("data: "):
+            continue
+        event = json.loads(line.removeprefix("data: "))
+        delta = event.get("delta", {})
+        if event["type"] == "content_block_delta" and delta.get("type") == "text_delta":
+            answer.append(delta["text"])
+        elif event["type"] == "content_block_delta" and delta.get("type") == "thinking_delta":
+            thinking.append(delta["thinking"])
+        elif event["type"] == "message_delta":
+            stop_reason = delta.get("stop_reason") or stop_reason
+    return Recording(name, "".join(answer), "".join(thinking), stop_reason)
+
+
+RECORDINGS = sorted(path.stem for path in DEFAULT_RECORDINGS.glob("*.sse"))

@@ -10,7 +10,7 @@ from django.contrib.auth.models import User
 
 from chat.models import Conversation, Message
 from chat.testing.fake_anthropic import FakeAnthropicServer, FakeConfig
-from tests.helpers import SocketFactory
+from tests.helpers import RECORDINGS, SocketFactory, read_recording
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -88,3 +88,34 @@ async def test_a_paused_turn_can_be_continued(
     await sock.until(rf'<article id="msg-{reply_id}" class="msg msg--assistant msg--complete"')
     saved = await Message.objects.aget(pk=reply_id)
     assert saved.stop_reason == "end_turn" and not saved.stop_note
+
+
+@pytest.mark.parametrize("name", RECORDINGS)
+async def test_every_recorded_stream_ends_with_its_answer_thinking_and_reason_saved_and_told(
+    fake_anthropic: FakeAnthropicServer,
+    chat_socket: SocketFactory,
+    conversation: Conversation,
+    user: User,
+    name: str,
+) -> None:
+    """The recorded event sequences (thinking with signatures, refusals, tool use, server tools,
+    compaction, the other stop reasons) played through the whole app: the answer saved is the
+    text blocks only, the thinking apart, the stop reason told; nothing crashes or leaks."""
+    recording = read_recording(name)
+    fake_anthropic.reset(FakeConfig(interval=0.001, replay=name))
+    sock = await chat_socket(conversation, user)
+    await sock.send("send", "Hello")
+    _, reply_id = await sock.turn_started()
+    assert await sock.finished(reply_id) == "complete"
+    saved = await Message.objects.aget(pk=reply_id)
+    assert (saved.content, saved.thinking) == (recording.answer, recording.thinking)
+    assert saved.stop_reason == recording.stop_reason
+    assert sock.text_sent(reply_id) == recording.answer
+    assert "{" not in saved.content or "{" in recording.answer  # no tool JSON leaked
+    final = html.unescape(sock.frames[-1])
+    if recording.stop_reason not in ("end_turn", "stop_sequence"):
+        assert saved.stop_note and saved.stop_note in final
+    elif not recording.answer:
+        assert "The reply had no text." in final
+    if recording.thinking:
+        assert saved.thinking_signature and recording.thinking in final
