@@ -17,8 +17,13 @@ from django.urls import reverse
 
 from chat.data import services
 from chat.models import Conversation, Message
-from chat.testing.fake_anthropic import FakeAnthropicServer, FakeConfig, thinking_steps
-from tests.helpers import SocketFactory, first_batch, first_thinking
+from chat.testing.fake_anthropic import (
+    FakeAnthropicServer,
+    FakeConfig,
+    RequestRecord,
+    thinking_steps,
+)
+from tests.helpers import ChatSocket, SocketFactory, first_batch, first_thinking
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -30,6 +35,18 @@ async def think(conversation: Conversation, budget: int = 8192, model: str = "")
     conversation.thinking_budget = budget
     conversation.model = model
     await conversation.asave(update_fields=["thinking_budget", "model"])
+
+
+async def start_long_thought(
+    sock: ChatSocket, fake: FakeAnthropicServer
+) -> tuple[int, RequestRecord]:
+    """Send a message whose reply thinks for about 3 s; return once the page shows thinking."""
+    fake.reset(FakeConfig())
+    await sock.send("send", f"Think hard {LONG_THOUGHT}")
+    _, reply_id = await sock.turn_started()
+    record = await fake.await_request()
+    await sock.until(first_thinking(reply_id))
+    return reply_id, record
 
 
 def final_frame(frames: list[str], reply_id: int) -> str:
@@ -83,12 +100,8 @@ async def test_stop_during_thinking_closes_upstream_and_keeps_the_thought_so_far
     user: User,
 ) -> None:
     await think(conversation, 8192)
-    fake_anthropic.reset(FakeConfig())
     sock = await chat_socket(conversation, user)
-    await sock.send("send", f"Think hard {LONG_THOUGHT}")
-    _, reply_id = await sock.turn_started()
-    record = await fake_anthropic.await_request()
-    await sock.until(first_thinking(reply_id))
+    reply_id, record = await start_long_thought(sock, fake_anthropic)
     await sock.until(first_thinking(reply_id))  # a few steps in
 
     written_at_stop = record.thinking_written
@@ -116,12 +129,8 @@ async def test_stop_and_send_during_thinking(
     user: User,
 ) -> None:
     await think(conversation, 2048)
-    fake_anthropic.reset(FakeConfig())
     sock = await chat_socket(conversation, user)
-    await sock.send("send", f"Think hard {LONG_THOUGHT}")
-    _, reply_id = await sock.turn_started()
-    record = await fake_anthropic.await_request()
-    await sock.until(first_thinking(reply_id))
+    reply_id, record = await start_long_thought(sock, fake_anthropic)
     await sock.send("stop_and_send", "Never mind [[fake:deltas=2,interval=0.01]]")
     await fake_anthropic.await_disconnect(record)
     _, next_reply = await sock.turn_started()
@@ -137,12 +146,8 @@ async def test_a_page_closed_during_thinking_stops_the_reply(
     user: User,
 ) -> None:
     await think(conversation, 2048)
-    fake_anthropic.reset(FakeConfig())
     sock = await chat_socket(conversation, user)
-    await sock.send("send", f"Think hard {LONG_THOUGHT}")
-    _, reply_id = await sock.turn_started()
-    record = await fake_anthropic.await_request()
-    await sock.until(first_thinking(reply_id))
+    reply_id, record = await start_long_thought(sock, fake_anthropic)
     closed_at = time.monotonic()
     await sock.comm.disconnect()
     assert await fake_anthropic.await_disconnect(record) - closed_at < 0.5
@@ -263,11 +268,8 @@ async def test_a_page_opened_mid_thought_sees_the_thinking_so_far(
     user: User,
 ) -> None:
     await think(conversation, 8192)
-    fake_anthropic.reset(FakeConfig())
     sock = await chat_socket(conversation, user)
-    await sock.send("send", f"Think hard {LONG_THOUGHT}")
-    _, reply_id = await sock.turn_started()
-    await sock.until(first_thinking(reply_id))
+    reply_id, _ = await start_long_thought(sock, fake_anthropic)
     await sock.until(first_thinking(reply_id))
 
     late = await chat_socket(conversation, user)
