@@ -95,8 +95,29 @@ DATABASES = {
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # Several async tasks write at once; wait for the lock instead of failing at once.
-    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+    # SQLite tuned for a concurrent web app (tests/test_sqlite.py reads the pragmas back):
+    # write-ahead logging, so readers never wait for the writer and a commit is an append, not a
+    # rewrite behind two fsyncs; synchronous=NORMAL, so a commit does not fsync at all (WAL stays
+    # consistent; a power cut may lose the last commits, never corrupt the file); writers wait
+    # for the lock (busy_timeout, and `timeout` for Python's own wait) instead of failing; and
+    # IMMEDIATE transactions take the write lock when they begin, so two transactions that read
+    # then write cannot deadlock and fail with "database is locked" half-way.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "timeout": 20,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": (
+                "PRAGMA journal_mode=WAL;"
+                "PRAGMA synchronous=NORMAL;"
+                "PRAGMA busy_timeout=20000;"
+                "PRAGMA temp_store=MEMORY;"
+                "PRAGMA cache_size=-20000"
+            ),
+        }
+    )
+    # One connection kept open per thread (the database calls of async code all run on one
+    # thread): no connection and pragmas to set up for every call.
+    DATABASES["default"]["CONN_MAX_AGE"] = 600
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # A connection pool (psycopg_pool), not persistent connections: under ASGI each database
     # call may close its connection, and opening a PostgreSQL connection costs milliseconds

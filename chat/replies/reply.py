@@ -135,7 +135,8 @@ class Reply:
         self._guard: asyncio.Task[None] | None = None
         self._settler: asyncio.Task[None] | None = None
         self._titling: asyncio.Task[None] | None = None
-        self._busy: set[asyncio.Task[Any]] = set()  # stop answers, snapshots for new watchers
+        self._busy: set[asyncio.Task[Any]] = set()  # stop answers, snapshots, checkpoints
+        self._checkpointing = False
         self._closed = asyncio.Event()
 
     # --- what doors call (through chat/replies/turns.py) ---------------------------------------
@@ -354,22 +355,35 @@ class Reply:
                 return
             if time.monotonic() - last_checkpoint >= self._checkpoint_interval:
                 last_checkpoint = time.monotonic()
-                still_ours = await database_sync_to_async(services.message_checkpoint)(
-                    message_id=self.message_id,
-                    content=self.text_so_far(),
-                    thinking=self.thinking_so_far(),
-                )
-                if not still_ours:
-                    # Closed elsewhere (a stop that could not reach us, or the reaper): that
-                    # outcome stands in the database, so stop spending tokens on it now.
-                    logger.warning(
-                        "reply %s was closed elsewhere while streaming; stopping it",
-                        self.message_id,
-                    )
-                    self.stop(Message.StopReason.SERVER_RESTART)
-                    return
+                self._checkpoint_soon()
             # The coalescing window; it ends early when the stream ends or is stopped.
             await asyncio.wait([upstream], timeout=self._batch_interval)
+
+    def _checkpoint_soon(self) -> None:
+        """Save the text so far in the background: the batches (and a stop) never wait for the
+        database. One checkpoint at a time; a reply whose last one is still queued skips this."""
+        if self._checkpointing:
+            return
+        self._checkpointing = True
+        self._spawn(self._checkpoint(self.text_so_far(), self.thinking_so_far()))
+
+    async def _checkpoint(self, content: str, thinking: str) -> None:
+        try:
+            still_ours = await database_sync_to_async(services.message_checkpoint)(
+                message_id=self.message_id, content=content, thinking=thinking
+            )
+        except Exception:
+            logger.exception("reply %s: a checkpoint failed", self.message_id)
+            return
+        finally:
+            self._checkpointing = False
+        if not still_ours and not self.done:
+            # Closed elsewhere (a stop that could not reach us, or the reaper): that outcome
+            # stands in the database, so stop spending tokens on it now.
+            logger.warning(
+                "reply %s was closed elsewhere while streaming; stopping it", self.message_id
+            )
+            self.stop(Message.StopReason.SERVER_RESTART)
 
     async def _finish(self) -> Message:
         assert self._upstream is not None
