@@ -20,7 +20,7 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 
 from chat.providers import load_provider  # noqa: E402
 from chat.replies import shutdown  # noqa: E402
-from chat.replies.reaper import ReaperMiddleware  # noqa: E402
+from chat.replies.background import ProcessTasksMiddleware  # noqa: E402
 from chat.ws.routing import websocket_urlpatterns  # noqa: E402
 from chatsite.static_asgi import StaticFilesApp  # noqa: E402
 
@@ -32,7 +32,7 @@ shutdown.install()
 # Import the model provider's SDK now, not inside the first reply.
 load_provider()
 
-application = ReaperMiddleware(
+application = ProcessTasksMiddleware(
     ProtocolTypeRouter(
         {
             "http": StaticFilesApp(django_asgi_app),

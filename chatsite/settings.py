@@ -258,6 +258,12 @@ CHAT_MAX_MESSAGE_CHARS = int(os.environ.get("CHAT_MAX_MESSAGE_CHARS", "32000"))
 # Limits per user, checked when a reply starts (any process: they are counted in the database).
 CHAT_MAX_CONCURRENT_REPLIES = int(os.environ.get("CHAT_MAX_CONCURRENT_REPLIES", "3"))
 CHAT_MESSAGES_PER_MINUTE = int(os.environ.get("CHAT_MESSAGES_PER_MINUTE", "20"))
+# Admission control (chat/replies/admission.py): a process streaming this many replies, or whose
+# event loop runs this many seconds late (mean over the last second), refuses new turns with "busy,
+# try again in a moment" (0: no such limit). Stops are never refused. The default is the capacity
+# the benchmark measured for one process on a 2-core machine (README, "Measured").
+CHAT_MAX_REPLIES_PER_PROCESS = int(os.environ.get("CHAT_MAX_REPLIES_PER_PROCESS", "100"))
+CHAT_MAX_LOOP_LAG = float(os.environ.get("CHAT_MAX_LOOP_LAG", "0.15"))
 # Frames a socket may send: a burst, then this many a second (Stop frames are never limited).
 CHAT_FRAME_BURST = int(os.environ.get("CHAT_FRAME_BURST", "30"))
 CHAT_FRAMES_PER_SECOND = float(os.environ.get("CHAT_FRAMES_PER_SECOND", "10"))

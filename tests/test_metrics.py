@@ -11,6 +11,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
+from prometheus_client.parser import text_string_to_metric_families
 
 from chat.data.reply_metrics import STOP_DURATION_WINDOW, _nearest_rank, compute_reply_metrics
 from chat.models import Conversation, Message
@@ -24,8 +25,13 @@ ASYNC_DB = pytest.mark.django_db(transaction=True)
 
 T0 = datetime.datetime(2026, 1, 5, 12, 0, tzinfo=datetime.UTC)
 TOKEN = "metrics-token-7f3a9c-very-secret"
-SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{([^}]*)\})? (\S+)$")
-LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="([^"]*)"')
+#: This process's own families (chat/replies/process_metrics.py), beside the database's.
+PROCESS_FAMILIES = (
+    "stopchat_turns_refused",
+    "stopchat_stop_latency_seconds",
+    "stopchat_event_loop_lag_seconds",
+    "stopchat_replies_live",
+)
 
 
 def reply(
@@ -272,30 +278,15 @@ def test_admin_page_is_staff_only(client: Client, user: User) -> None:
 
 
 def parse_prometheus(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    """Every sample line as `name{labels} value`; each family announced by # HELP and # TYPE."""
+    """Every sample, parsed by prometheus_client's own parser; each family has help and a type."""
     assert text.endswith("\n")
     samples: dict[tuple[str, frozenset[tuple[str, str]]], float] = {}
-    helped: set[str] = set()
-    typed: dict[str, str] = {}
-    for line in text.splitlines():
-        if not line:
-            continue
-        if line.startswith("# HELP "):
-            helped.add(line.split(" ")[2])
-            continue
-        if line.startswith("# TYPE "):
-            _, _, name, kind = line.split(" ")
-            typed[name] = kind
-            continue
-        assert not line.startswith("#"), line
-        match = SAMPLE.match(line)
-        assert match, line
-        name, labels, value = match.groups()
-        family = re.sub(r"_(sum|count)$", "", name) if name not in typed else name
-        assert family in helped and family in typed, name
-        key = (name, frozenset(LABEL.findall(labels or "")))
-        assert key not in samples, line
-        samples[key] = float(value)
+    for family in text_string_to_metric_families(text):
+        assert family.documentation and family.type != "unknown", family.name
+        for found in family.samples:
+            key = (found.name, frozenset(found.labels.items()))
+            assert key not in samples, found
+            samples[key] = found.value
     return samples
 
 
@@ -311,7 +302,7 @@ def test_metrics_for_staff(client: Client, staff: User, conversation: Conversati
     client.force_login(staff)
     response = client.get("/metrics")
     assert response.status_code == 200
-    assert response["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+    assert response["Content-Type"] == "text/plain; version=1.0.0; charset=utf-8"
     assert "no-cache" in response["Cache-Control"]
     text = response.content.decode()
     samples = parse_prometheus(text)
@@ -343,7 +334,8 @@ def test_metrics_for_staff(client: Client, staff: User, conversation: Conversati
     assert sample(samples, "stopchat_tokens_not_generated_upper_bound_total") == 6910
     assert sample(samples, "stopchat_output_tokens_total", source="reported") == 350
     assert sample(samples, "stopchat_output_tokens_total", source="estimated") == 488
-    assert len(samples) == 18  # 1 + 6 outcomes + 1 + 4 summary lines + 1 + 2 + 3 input kinds
+    database = [name for name, _ in samples if not name.startswith(PROCESS_FAMILIES)]
+    assert len(database) == 18  # 1 + 6 outcomes + 1 + 4 summary lines + 1 + 2 + 3 input kinds
     assert "# TYPE stopchat_replies_total counter" in text
     assert "# TYPE stopchat_replies_streaming gauge" in text
     assert "# TYPE stopchat_stop_after_seconds summary" in text

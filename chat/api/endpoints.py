@@ -227,6 +227,10 @@ async def messages(request: HttpRequest, user: User, conversation_id: str) -> Ht
         )
     except turns.LimitReached as exc:
         return error(429, "rate_limit_error", str(exc))
+    except turns.ServerBusy as exc:
+        busy = error(503, "overloaded_error", str(exc))
+        busy["Retry-After"] = str(exc.retry_after)
+        return busy
     except turns.TurnRefused as exc:
         return error(409, "conflict", str(exc))
     # The reply never outlives its request: when the request ends in any way (the caller hung

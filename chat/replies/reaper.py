@@ -14,9 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
-from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any
 
 from channels.db import database_sync_to_async
 from django.conf import settings
@@ -61,18 +59,3 @@ def ensure_running() -> None:
     task = _tasks.get(loop)
     if task is None or task.done():
         _tasks[loop] = loop.create_task(_run_forever(), name="chat-reaper")
-
-
-ASGIApp = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
-
-
-class ReaperMiddleware:
-    """Starts this process's reaper with the first connection it serves."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] in {"http", "websocket"}:
-            ensure_running()
-        await self.app(scope, receive, send)

@@ -58,6 +58,10 @@ class Registry:
     def replies(self) -> list[Reply]:
         return list(self._replies.values())
 
+    def live(self) -> int:
+        """How many replies stream in this process."""
+        return len(self._replies)
+
     def message_ids(self) -> frozenset[int]:
         """The live replies' message ids; safe to call from any thread."""
         return self._ids

@@ -41,7 +41,7 @@ from chat.providers import (
     ThinkingDelta,
     ThinkingSigned,
 )
-from chat.replies import layer, titles
+from chat.replies import layer, process_metrics, titles
 from chat.replies.audience import Audience
 from chat.replies.events import (
     ReplyFinished,
@@ -137,6 +137,7 @@ class Reply:
         self._titling: asyncio.Task[None] | None = None
         self._busy: set[asyncio.Task[Any]] = set()  # stop answers, snapshots, checkpoints
         self._checkpointing = False
+        self._stopped_at: float | None = None
         self._closed = asyncio.Event()
 
     # --- what doors call (through chat/replies/turns.py) ---------------------------------------
@@ -166,6 +167,12 @@ class Reply:
             self._stop_reason = reason
         if self._upstream is not None and not self._upstream.done():
             self._upstream.cancel()
+            if self._stopped_at is None:
+                # Timed until the upstream task has left the SDK's stream, which closes it.
+                self._stopped_at = stopped_at = time.monotonic()
+                self._upstream.add_done_callback(
+                    lambda _: process_metrics.STOP_SECONDS.observe(time.monotonic() - stopped_at)
+                )
         # Wake the driver now: an upstream task cancelled before its first step never runs its
         # `finally`, so it would not wake the driver until the next checkpoint.
         self._wake.set()

@@ -13,7 +13,8 @@ any page watches, and for the grace after the last one leaves). `start` *holds* 
 `async with` stops it at once, as an API caller hanging up or Ctrl+C in the terminal must.
 
 A turn that cannot start raises `services.TurnRefused` (or a subclass) whose message says why,
-for every door to show as it is; nothing is saved then.
+for every door to show as it is; nothing is saved then. `ServerBusy` is the one a caller may
+simply retry in a moment (chat/replies/admission.py).
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ from chat.data import selectors, services
 from chat.data.services import LimitReached, ReplyAlreadyStreaming, TurnRefused
 from chat.models import Conversation, Message
 from chat.providers import ChatTurn, Thinking, catalog, get_provider
-from chat.replies import context, layer, stops
+from chat.replies import admission, context, layer, stops
+from chat.replies.admission import ServerBusy
 from chat.replies.audience import HolderQueue
 from chat.replies.events import ReplyEvent, TurnKind, TurnStarted
 from chat.replies.registry import Watcher, registry
@@ -43,6 +45,7 @@ __all__ = [
     "LimitReached",
     "Reply",
     "ReplyAlreadyStreaming",
+    "ServerBusy",
     "StopResult",
     "Turn",
     "TurnKind",
@@ -196,6 +199,7 @@ async def _begin(
 ) -> tuple[Reply, HolderQueue | None]:
     if registry.for_conversation(conversation.pk) is not None:
         raise ReplyAlreadyStreaming  # known here without asking the database
+    admission.admit()  # a busy process says so before anything is saved
     channel = await layer.new_channel()
     prepared = await database_sync_to_async(_prepare)(conversation, kind, text, channel)
     reply = Reply(

@@ -195,6 +195,11 @@ def app_env(
         # A page that closes stops the reply it started at once (as before the grace existed);
         # the grace tests set their own.
         "CHAT_DISCONNECT_GRACE": "0",
+        # No admission control: the benchmark loads a process past its capacity on purpose
+        # (its overload round sets its own limit), and a loaded test machine's loop lag must
+        # not refuse tests' turns. tests/test_admission.py tests it.
+        "CHAT_MAX_REPLIES_PER_PROCESS": "0",
+        "CHAT_MAX_LOOP_LAG": "0",
         "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
         "PYTHONUNBUFFERED": "1",
         # The SDK (httpx) honours proxy variables: never send the fake's traffic to a proxy.
