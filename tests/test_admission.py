@@ -18,7 +18,7 @@ from chat.models import Conversation, Message
 from chat.replies import admission, loop_lag, process_metrics
 from chat.replies.registry import registry
 from chat.testing.fake_anthropic import FakeAnthropicServer
-from tests.helpers import QUICK_REPLY, SocketFactory, start_slow_reply
+from tests.helpers import QUICK_REPLY, SLOW, SocketFactory, start_slow_reply
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -149,3 +149,26 @@ def test_the_admin_page_and_metrics_show_the_process_figures(
         assert family in text
     assert 'stopchat_turns_refused_total{reason="loop_lag"}' in text
     assert 'stopchat_stop_latency_seconds_bucket{le="0.1"}' in text
+
+
+async def test_a_burst_of_turns_at_once_is_admitted_only_up_to_the_limit(
+    fake_anthropic: FakeAnthropicServer,
+    chat_socket: SocketFactory,
+    user: User,
+    settings: Any,
+) -> None:
+    """Turns still being saved hold their place: six messages sent at once to a process with
+    room for three start three replies, and the other three are told the server is busy."""
+    settings.CHAT_MAX_REPLIES_PER_PROCESS = 3
+    fake_anthropic.reset(SLOW)
+    socks = [await chat_socket(await other_conversation(user), user) for _ in range(6)]
+    await asyncio.gather(*(sock.send("send", "All at once") for sock in socks))
+    outcomes = await asyncio.gather(
+        *(sock.until(r'id="messages" hx-swap-oob="beforeend"|notice--error') for sock in socks)
+    )
+    busy = [match[0] == "notice--error" for match in outcomes]
+    assert sum(busy) == 3
+    assert await Message.objects.filter(role="user").acount() == 3
+    for sock, refused_here in zip(socks, busy, strict=True):
+        if not refused_here:
+            await sock.send("stop")

@@ -9,6 +9,9 @@ where it was typed. Stops never come here: they are never refused, and never wai
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 from django.conf import settings
 
 from chat.data.services import TurnRefused
@@ -18,6 +21,10 @@ from chat.replies.registry import registry
 BUSY = "This server is busy: try again in a moment."
 #: Seconds a refused caller is told to wait (the API's Retry-After).
 RETRY_AFTER = 2
+
+
+#: Turns admitted and still being saved (not yet in the registry), in this process.
+_starting = 0
 
 
 class ServerBusy(TurnRefused):
@@ -31,14 +38,23 @@ class ServerBusy(TurnRefused):
         """Seconds to wait before trying again (the API's Retry-After header)."""
 
 
-def admit() -> None:
-    """Raise ServerBusy (and count it) when this process should not start another reply."""
+@contextlib.contextmanager
+def admitted() -> Iterator[None]:
+    """Hold a place for one more reply while its turn is saved and registered; raise ServerBusy
+    (and count it) when this process should not start another. Turns still being saved count:
+    a burst of messages at once must not all pass before the first is registered."""
+    global _starting
     limit: int = settings.CHAT_MAX_REPLIES_PER_PROCESS
-    if limit and registry.live() >= limit:
+    if limit and registry.live() + _starting >= limit:
         _refuse("replies")
     max_lag: float = settings.CHAT_MAX_LOOP_LAG
     if max_lag and loop_lag.ensure_running().lag() > max_lag:
         _refuse("loop_lag")
+    _starting += 1
+    try:
+        yield
+    finally:
+        _starting -= 1
 
 
 def _refuse(reason: str) -> None:

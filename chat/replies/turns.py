@@ -199,22 +199,23 @@ async def _begin(
 ) -> tuple[Reply, HolderQueue | None]:
     if registry.for_conversation(conversation.pk) is not None:
         raise ReplyAlreadyStreaming  # known here without asking the database
-    admission.admit()  # a busy process says so before anything is saved
-    channel = await layer.new_channel()
-    prepared = await database_sync_to_async(_prepare)(conversation, kind, text, channel)
-    reply = Reply(
-        started=prepared.started,
-        channel=channel,
-        history=prepared.history,
-        system=conversation.system_prompt,
-        provider=get_provider(),
-        continues=kind == "continue",
-        title_from=prepared.title_from,
-        refusal=prepared.refusal,
-        thinking=prepared.thinking,
-        cache=settings.CHAT_PROMPT_CACHING,
-    )
-    registry.add(reply)
+    # A busy process says so before anything is saved.
+    with admission.admitted():
+        channel = await layer.new_channel()
+        prepared = await database_sync_to_async(_prepare)(conversation, kind, text, channel)
+        reply = Reply(
+            started=prepared.started,
+            channel=channel,
+            history=prepared.history,
+            system=conversation.system_prompt,
+            provider=get_provider(),
+            continues=kind == "continue",
+            title_from=prepared.title_from,
+            refusal=prepared.refusal,
+            thinking=prepared.thinking,
+            cache=settings.CHAT_PROMPT_CACHING,
+        )
+        registry.add(reply)
     events = reply.audience.hold() if hold else None
     reply.audience.starter = starter
     # Announced here before the reply's first batch; to other processes by its driver.
