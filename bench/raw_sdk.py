@@ -4,7 +4,9 @@ N concurrent ``AsyncAnthropic().messages.stream(...)`` against the same fake the
 same iteration the app's provider does (``chat/providers/anthropic.py``), with no Django, no
 socket and no browser frame in between. Relay latency is the time from the fake writing a delta
 to this process receiving it as a ``text_delta`` event; stop latency is the time from cancelling
-the task that reads the stream to the fake seeing the connection closed.
+the task that reads the stream to the fake seeing the connection closed. With ``single_stops``,
+before the burst, streams are cancelled one at a time amid the others (each replaced at once by
+a new stream, so N stays N), as the app round stops one client's reply amid N.
 
 Used by bench/streams.py; ``python -m bench.raw_sdk BASE_URL N`` runs one round on its own.
 """
@@ -62,6 +64,12 @@ async def _read(client: Any, stream: _Stream) -> None:
         stream.error = " <- ".join(chain)
 
 
+def spread(n: int, k: int) -> list[int]:
+    """``k`` distinct indices among ``n``, spread evenly (the clients stopped one at a time)."""
+    k = min(k, n)
+    return [i * n // k for i in range(k)] if k else []
+
+
 async def _until(check: Any, within: float, what: str) -> None:
     deadline = time.monotonic() + within
     while not check():
@@ -79,14 +87,21 @@ async def raw_round(
     settle: float = 1.0,
     grace: float = 20.0,
     control_pid: int = 0,
+    single_stops: int = 0,
+    gap: float = 0.3,
 ) -> Samples:
     """One round of N concurrent raw-SDK streams: relay latency over ``window`` seconds once all
-    stream, then every stream cancelled at once. Figures in ms (latencies) and deltas (cost)."""
+    stream; then ``single_stops`` streams cancelled one at a time, ``gap`` seconds apart, each
+    replaced by a new one; then every stream cancelled at once. Figures in ms (latencies) and
+    deltas (cost)."""
     import anthropic  # imported here: it takes a second, and only this round needs it
 
     await asyncio.to_thread(control.reset)
     tag = secrets.token_hex(3)
     streams = [_Stream(marker=f"raw {n} {i} {tag}") for i in range(n)]
+    singles: list[_Stream] = []
+    """The streams cancelled one at a time (each replaced in ``streams``)."""
+    everyone = list(streams)
     client = anthropic.AsyncAnthropic(base_url=base_url, api_key="sk-ant-raw-bench", max_retries=2)
     try:
         for stream in streams:
@@ -124,20 +139,40 @@ async def raw_round(
                 "delivery of the window's deltas",
             )
         gave_up = time.monotonic()
+        for j, i in enumerate(spread(n, single_stops)):
+            stream = streams[i]
+            assert stream.task is not None
+            stream.cancelled_at = time.monotonic()
+            stream.task.cancel()
+            await asyncio.gather(stream.task, return_exceptions=True)
+            singles.append(stream)
+            fresh = _Stream(marker=f"raw {n} {i} {tag} again {j}")
+            fresh.task = asyncio.create_task(_read(client, fresh))
+            streams[i] = fresh
+            everyone.append(fresh)
+            await asyncio.sleep(gap)
+        if singles:  # the replacements stream before the burst (those that do not: left out)
+            with contextlib.suppress(RoundError):
+                await _until(
+                    lambda: all(len(s.received) >= 2 or s.error for s in streams),
+                    10,
+                    "the replacement streams streaming",
+                )
+        burst = [s for s in streams if len(s.received) >= 2]
         for stream in streams:
             assert stream.task is not None
             stream.cancelled_at = time.monotonic()
             stream.task.cancel()
         await asyncio.gather(*(s.task for s in streams if s.task), return_exceptions=True)
         final = by_marker(
-            await records(control, min_count=n, finished=True, wait=30 + n * 0.05),
-            [s.marker for s in streams],
+            await records(control, min_count=len(everyone), finished=True, wait=30 + n * 0.05),
+            [s.marker for s in everyone],
         )
     finally:
-        for stream in streams:
+        for stream in everyone:
             if stream.task is not None and not stream.task.done():
                 stream.task.cancel()
-        await asyncio.gather(*(s.task for s in streams if s.task), return_exceptions=True)
+        await asyncio.gather(*(s.task for s in everyone if s.task), return_exceptions=True)
         await client.close()
 
     span = t_end - t_all
@@ -152,7 +187,20 @@ async def raw_round(
             }
         },
     )
-    for stream in streams:
+    for stream in singles:
+        record = final.get(stream.marker)
+        if record is None:
+            raise RoundError(f"the fake has no record of {stream.marker!r}")
+        assert stream.cancelled_at is not None
+        if record.disconnected_at is None:
+            out.single_not_closed += 1
+        else:
+            out.single_stop.append((record.disconnected_at - stream.cancelled_at) * 1000)
+        out.single_after.append(float(record.deltas_after(stream.cancelled_at)))
+    if singles:
+        out.extra["single_stops_replaced_not_streaming"] = len(streams) - len(burst)
+    originals = [s for s in everyone if " again " not in s.marker]
+    for stream in originals:
         record = final.get(stream.marker)
         if record is None:
             raise RoundError(f"the fake has no record of {stream.marker!r}")
@@ -168,6 +216,10 @@ async def raw_round(
         rate = rate_in(record, t_all, t_end)
         if rate is not None:
             out.rate.append(rate)
+    for stream in burst:
+        record = final.get(stream.marker)
+        if record is None:
+            raise RoundError(f"the fake has no record of {stream.marker!r}")
         assert stream.cancelled_at is not None
         if record.disconnected_at is None:
             out.stop_not_closed += 1

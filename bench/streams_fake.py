@@ -9,6 +9,7 @@ message and finds its record by it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 from typing import Any
 
@@ -38,13 +39,26 @@ def delta_ends(record: RequestRecord) -> list[int]:
     request), and checked against the text it says it wrote.
     """
     config = record.config
-    chunks = plan_chunks(config.get("text"), int(config.get("deltas", 0)))
     if config.get("echo"):
         raise ValueError("echo replies are not used by the benchmark")
-    written = chunks[: record.deltas_written]
-    if "".join(written) != record.text_written:
+    chunks, ends = _plan(config.get("text"), int(config.get("deltas", 0)))
+    k = record.deltas_written
+    if ("".join(chunks[:k]) if k < len(chunks) else _joined(chunks)) != record.text_written:
         raise ValueError(f"request {record.index}: the fake's text does not match its plan")
-    return list(itertools.accumulate(len(chunk) for chunk in written))
+    return list(ends[:k])
+
+
+@functools.lru_cache(maxsize=8)
+def _plan(text: str | None, deltas: int) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """The fake's chunks for a reply and their cumulative ends (every request of a round has
+    the same plan: computed once)."""
+    chunks = tuple(plan_chunks(text, deltas))
+    return chunks, tuple(itertools.accumulate(len(chunk) for chunk in chunks))
+
+
+@functools.lru_cache(maxsize=8)
+def _joined(chunks: tuple[str, ...]) -> str:
+    return "".join(chunks)
 
 
 async def records(

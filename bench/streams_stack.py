@@ -1,10 +1,18 @@
 """The processes a streaming benchmark runs against: the fake Anthropic server, a fresh database,
 one or two daphne processes, a signed-in session, and a pool of conversations.
 
-PostgreSQL (127.0.0.1:5432) and Redis (127.0.0.1:6379) are used when both answer: a fresh
-database is created and dropped at the end, and two daphne processes share them. Otherwise one
-daphne runs on SQLite with the in-memory channel layer, and the two-process figures are not
-measured. Everything started is stopped (and the database dropped) on any exit, Ctrl+C included.
+Two setups (``stack(setup=...)``):
+
+* ``"sqlite"``, what `make run` gives: one daphne on a fresh SQLite file with the in-memory
+  channel layer (no ``REDIS_URL``). ``DATABASE_URL`` names that fresh file rather than being
+  unset, which would be the repository's own ``db.sqlite3``; the settings take the same SQLite
+  branch either way.
+* ``"postgres"``: a fresh PostgreSQL database (127.0.0.1:5432, dropped at the end) and Redis
+  (127.0.0.1:6379), shared by two daphne processes (the two-process figures).
+
+``"auto"`` is ``"postgres"`` when both answer, else ``"sqlite"``. ``Stack.start_server`` starts
+another daphne on the same database with extra settings (the overload round's). Everything
+started is stopped (and the database dropped) on any exit, Ctrl+C included.
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ import secrets
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -32,6 +41,7 @@ from chat.testing.live import (
     app_env,
     free_port,
     manage,
+    postgres_rows,
     start_daphne,
     start_fake_anthropic,
     wait_http,
@@ -43,8 +53,25 @@ REDIS_URL = "redis://127.0.0.1:6379/0"
 USERNAME = "bench"
 
 #: Per-user limits lifted for the bench user: one user opens hundreds of replies at once (the
-#: defaults, 3 concurrent replies and 20 messages a minute, would refuse all but three).
-LIMIT_ENV = {"CHAT_MAX_CONCURRENT_REPLIES": "100000", "CHAT_MESSAGES_PER_MINUTE": "1000000"}
+#: defaults, 3 concurrent replies and 20 messages a minute, would refuse all but three). The
+#: per-process admission control is lifted too (its limit of live replies, and the refusal of
+#: turns while the event loop lags: 0 turns it off), so that a round at N measures a process
+#: carrying N replies; the overload round's daphne has its own (``Stack.start_server``).
+LIMIT_ENV = {
+    "CHAT_MAX_CONCURRENT_REPLIES": "100000",
+    "CHAT_MESSAGES_PER_MINUTE": "1000000",
+    "CHAT_MAX_REPLIES_PER_PROCESS": "100000",
+    "CHAT_MAX_LOOP_LAG": "0",
+}
+#: Per-process admission settings: the overload round's daphne leaves these to the app's
+#: defaults unless it sets them.
+ADMISSION_KEYS = ("CHAT_MAX_REPLIES_PER_PROCESS", "CHAT_MAX_LOOP_LAG")
+
+SETUPS = ("sqlite", "postgres")
+
+
+def postgres_reachable() -> bool:
+    return port_open(5432) and port_open(6379)
 
 
 def port_open(port: int) -> bool:
@@ -62,13 +89,65 @@ class Stack:
     session: Session
     env: dict[str, str]
     backend: str
+    setup: str = "sqlite"
+    database_url: str = ""
     notes: list[str] = field(default_factory=list)
     tmp: Path = Path()
     _pool: list[str] = field(default_factory=list)
+    extra_servers: list[DaphneProcess] = field(default_factory=list)
 
     @property
     def multi_process(self) -> bool:
         return len(self.servers) > 1
+
+    def start_server(self, name: str, *, admission: bool = False, **settings: str) -> DaphneProcess:
+        """Another daphne on the same database and fake, with these settings on top (blocking,
+        a few seconds); stopped with the stack. With ``admission``, the per-process admission
+        settings are the app's own defaults except those given."""
+        env = dict(self.env)
+        if admission:
+            for key in ADMISSION_KEYS:
+                env.pop(key, None)
+        server = start_daphne(env | settings, log_path=self.tmp / f"daphne-{name}.log")
+        self.extra_servers.append(server)
+        self.session.get(server.base_url, "/conversations/active/")  # warm, as the others
+        return server
+
+    def stop_servers(self) -> None:
+        """Stop the stack's own daphne processes (the extra ones stay)."""
+        for server in self.servers:
+            server.stop()
+
+    def message_counts(self, conversation_ids: list[str]) -> dict[str, dict[str, int]]:
+        """Message rows per conversation and role, read straight from the database (read-only
+        on SQLite; its own connection on PostgreSQL): ``{conversation id: {role: count}}``."""
+        out: dict[str, dict[str, int]] = {cid: {} for cid in conversation_ids}
+        if not conversation_ids:
+            return out
+        if self.setup == "postgres":
+            rows = postgres_rows(
+                self.database_url,
+                "SELECT conversation_id::text AS cid, role, count(*) AS n FROM chat_message "
+                "WHERE conversation_id = ANY(%s::uuid[]) GROUP BY 1, 2",
+                (conversation_ids,),
+            )
+            found = [(str(r["cid"]), str(r["role"]), int(r["n"])) for r in rows]
+        else:
+            by_hex = {cid.replace("-", ""): cid for cid in conversation_ids}
+            path = self.database_url.removeprefix("sqlite:///")
+            with contextlib.closing(
+                sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=20)
+            ) as conn:
+                marks = ",".join("?" * len(by_hex))
+                cursor = conn.execute(
+                    "SELECT conversation_id, role, count(*) FROM chat_message "
+                    f"WHERE conversation_id IN ({marks}) GROUP BY 1, 2",
+                    list(by_hex),
+                )
+                found = [(by_hex[str(c)], str(r), int(n)) for c, r, n in cursor.fetchall()]
+        for cid, role, n in found:
+            out[cid][role] = n
+        return out
 
     def conversations(self, n: int) -> list[str]:
         """N fresh conversations of the bench user (created in bulk, beforehand when possible)."""
@@ -179,20 +258,33 @@ def stack(
     processes: int = 2,
     profile_to: Path | None = None,
     batch_interval: str | None = None,
+    setup: str = "auto",
 ) -> Iterator[Stack]:
-    """Start everything; yield the Stack; stop everything and drop the database."""
+    """Start everything; yield the Stack; stop everything and drop the database. ``processes``
+    applies to the ``"postgres"`` setup (``"sqlite"`` runs one)."""
+    if setup == "auto":
+        setup = "postgres" if postgres_reachable() else "sqlite"
+    elif setup == "postgres" and not postgres_reachable():
+        raise RuntimeError("PostgreSQL on 127.0.0.1:5432 and Redis on 127.0.0.1:6379 must answer")
+    elif setup not in SETUPS:
+        raise ValueError(f"unknown setup {setup!r}: one of {SETUPS} or 'auto'")
     notes: list[str] = [
         "per-user limits lifted for the bench user (CHAT_MAX_CONCURRENT_REPLIES="
         f"{LIMIT_ENV['CHAT_MAX_CONCURRENT_REPLIES']}, CHAT_MESSAGES_PER_MINUTE="
         f"{LIMIT_ENV['CHAT_MESSAGES_PER_MINUTE']}): the defaults (3 concurrent replies, 20 "
-        "messages a minute) would refuse all but three of one user's replies; CHAT_AUTO_TITLE=0"
+        "messages a minute) would refuse all but three of one user's replies; CHAT_AUTO_TITLE=0",
+        "per-process admission control lifted too (CHAT_MAX_REPLIES_PER_PROCESS="
+        f"{LIMIT_ENV['CHAT_MAX_REPLIES_PER_PROCESS']}, CHAT_MAX_LOOP_LAG="
+        f"{LIMIT_ENV['CHAT_MAX_LOOP_LAG']}) except in the overload round, so that a round at N "
+        "measures a process carrying N replies",
     ]
     tmp = Path(tempfile.mkdtemp(prefix="stopchat-bench-streams-"))
-    pg = port_open(5432) and port_open(6379)
+    pg = setup == "postgres"
     db_name = f"stopchat_bench_{secrets.token_hex(4)}" if pg else ""
     fake: FakeProcess | None = None
     servers: list[DaphneProcess] = []
     profiled: DaphneProcess | None = None
+    result: Stack | None = None
     created_db = False
     try:
         extra: dict[str, str] = dict(LIMIT_ENV) | {"CHAT_AUTO_TITLE": "0"}
@@ -209,12 +301,7 @@ def stack(
             backend = "PostgreSQL + Redis channel layer"
         else:
             database_url = f"sqlite:///{tmp / 'bench.db'}"
-            backend = "SQLite + in-memory channel layer (PostgreSQL/Redis not reachable)"
-            notes.append(
-                "PostgreSQL on 127.0.0.1:5432 and/or Redis on 127.0.0.1:6379 not reachable: one "
-                "daphne on SQLite with the in-memory layer; the two-process figures are not "
-                "measured"
-            )
+            backend = "SQLite + in-memory channel layer (as `make run`), one daphne"
             processes = 1
         fake = start_fake_anthropic(interval=interval, deltas=deltas)
         env = app_env(database_url=database_url, anthropic_base_url=fake.base_url, **extra)
@@ -254,12 +341,16 @@ def stack(
             session=session,
             env=env,
             backend=backend,
+            setup=setup,
+            database_url=database_url,
             notes=notes,
             tmp=tmp,
         )
         result._pool = pool_ids
         yield result
     finally:
+        for server in result.extra_servers if result is not None else []:
+            server.stop()
         for server in servers:
             if server is profiled:
                 stop_profiled(server)

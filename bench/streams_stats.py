@@ -18,13 +18,14 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def summary(values: Iterable[float], *, digits: int = 2) -> dict[str, Any]:
-    """p50 / p99 / max / mean and the count, JSON-ready; ``None`` figures for no values."""
+    """p50 / p90 / p99 / max / mean and the count, JSON-ready; ``None`` figures for no values."""
     data = sorted(values)
     if not data:
-        return {"count": 0, "p50": None, "p99": None, "max": None, "mean": None}
+        return {"count": 0, "p50": None, "p90": None, "p99": None, "max": None, "mean": None}
     return {
         "count": len(data),
         "p50": round(percentile(data, 50), digits),
+        "p90": round(percentile(data, 90), digits),
         "p99": round(percentile(data, 99), digits),
         "max": round(data[-1], digits),
         "mean": round(sum(data) / len(data), digits),
@@ -32,12 +33,27 @@ def summary(values: Iterable[float], *, digits: int = 2) -> dict[str, Any]:
 
 
 def ratio(app: dict[str, Any], raw: dict[str, Any]) -> dict[str, float | None]:
-    """app / raw for p50, p99 and max (``None`` where either is missing or raw is 0)."""
+    """app / raw for p50, p90, p99 and max (``None`` where either is missing or raw is 0)."""
     out: dict[str, float | None] = {}
-    for key in ("p50", "p99", "max"):
+    for key in ("p50", "p90", "p99", "max"):
         a, r = app.get(key), raw.get(key)
         out[key] = round(a / r, 2) if a is not None and r else None
     return out
+
+
+#: A round's ``extra`` counts that add up over repeated rounds (other numbers keep the worst).
+COUNTS = frozenset(
+    {
+        "offered",
+        "accepted",
+        "refused",
+        "refused_told_busy",
+        "unanswered",
+        "single_stops_restarted",
+        "restarts_not_streaming_at_burst",
+        "restarts_refused",
+    }
+)
 
 
 @dataclass
@@ -48,11 +64,16 @@ class Samples:
     relay: list[float] = field(default_factory=list)
     stop: list[float] = field(default_factory=list)
     after: list[float] = field(default_factory=list)
+    single_stop: list[float] = field(default_factory=list)
+    """Stops sent one at a time amid the other replies still streaming (ms)."""
+    single_after: list[float] = field(default_factory=list)
+    """Deltas the fake wrote after each of those stops."""
     rate: list[float] = field(default_factory=list)
     relay_undelivered: int = 0
     """Deltas of the window that had not arrived ``grace`` seconds after it (counted in
     ``relay`` with their latency at that moment, a lower bound)."""
     stop_not_closed: int = 0
+    single_not_closed: int = 0
     rounds: int = 0
     window_s: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
@@ -64,13 +85,18 @@ class Samples:
         self.relay_at += other.relay_at
         self.stop += other.stop
         self.after += other.after
+        self.single_stop += other.single_stop
+        self.single_after += other.single_after
+        self.single_not_closed += other.single_not_closed
         self.rate += other.rate
         self.relay_undelivered += other.relay_undelivered
         self.stop_not_closed += other.stop_not_closed
         self.rounds += other.rounds
         self.window_s += other.window_s
         for key, value in other.extra.items():
-            if isinstance(value, int | float) and isinstance(self.extra.get(key), int | float):
+            if key in COUNTS and isinstance(self.extra.get(key), int):
+                self.extra[key] += value
+            elif isinstance(value, int | float) and isinstance(self.extra.get(key), int | float):
                 self.extra[key] = max(self.extra[key], value)
             elif isinstance(value, dict) and isinstance(self.extra.get(key), dict):
                 # counts add up; anything else (CPU shares) keeps the worst round's
@@ -89,6 +115,9 @@ class Samples:
             "stop_ms": summary(self.stop),
             "stop_not_closed": self.stop_not_closed,
             "after_stop_deltas": summary(self.after, digits=0),
+            "single_stop_ms": summary(self.single_stop),
+            "single_stop_not_closed": self.single_not_closed,
+            "single_stop_after_deltas": summary(self.single_after, digits=0),
             "delta_rate_per_reply": summary(self.rate, digits=1),
             "window_s": round(self.window_s, 3),
             **(

@@ -23,20 +23,91 @@ def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+STATS = ("p50", "p90", "p99", "max")
+
+
+def _stats(figure: dict[str, Any]) -> bool:
+    return all(_number(figure[k]) for k in STATS) and figure["p50"] <= figure["p99"]
+
+
 def test_stop_relay_and_capacity_figures_come_with_their_raw_sdk_floor(
     bench_report: dict[str, Any],
 ) -> None:
     streams = bench_report["streams"]
     assert "error" not in streams, streams
+    assert bench_report["environment"]["quick"] is True
+    # --quick measures one setup, SQLite as `make run` gives it; the full run adds PostgreSQL.
+    assert list(streams["setups"]) == ["sqlite"] == streams["config"]["setups"]
+    assert "SQLite" in streams["setups"]["sqlite"]["backend"]
+    ns = streams["config"]["ns"]
     for name in ("stop_latency_ms", "after_stop_deltas", "relay_latency_ms"):
         rows = streams["figures"][name]
-        assert rows, name
+        assert [(r["setup"], r["n"]) for r in rows] == [("sqlite", n) for n in ns], name
         for row in rows:
             for side in ("app", "raw"):
-                assert all(_number(row[side][k]) for k in ("p50", "p99", "max")), (name, row)
+                assert _stats(row[side]), (name, row)
             assert row["target"]
-    assert streams["capacity"], "no capacity figure"
-    assert bench_report["environment"]["quick"] is True
+    # Relay lag at the pages, with its p90 (the issue's target is a p90).
+    assert "p90 ≤ 300 ms at N=100" in streams["figures"]["relay_latency_ms"][0]["target"]
+    assert streams["capacity"]["sqlite"]["one_process"]["summary"], "no capacity figure"
+
+
+def test_single_stops_amid_n_streaming_replies_beside_the_raw_floor(
+    bench_report: dict[str, Any],
+) -> None:
+    """One client's Stop at a time amid the other replies, the raw SDK cancelling one stream
+    amid N: at every N of at least 10, as many stops as the round sends, each restarted."""
+    streams = bench_report["streams"]
+    per_round = streams["config"]["single_stops_per_round"]
+    ns = [n for n in streams["config"]["ns"] if n >= streams["config"]["single_stops_from_n"]]
+    assert ns and per_round > 0
+    for name in ("single_stop_ms", "single_stop_after_deltas"):
+        rows = streams["figures"][name]
+        assert [r["n"] for r in rows] == ns, name
+        for row in rows:
+            for side in ("app", "raw"):
+                assert _stats(row[side]), (name, row)
+                assert row[side]["count"] == per_round, (name, row)
+    for rnd in streams["rounds"]:
+        if rnd["n"] in ns:
+            assert rnd["app"]["single_stops_restarted"] == per_round
+    after = streams["figures"]["single_stop_after_deltas"][0]["app"]
+    assert after["max"] == int(after["max"]) >= 0
+
+
+def test_overload_offers_twice_the_capacity_and_accounts_for_every_turn(
+    bench_report: dict[str, Any],
+) -> None:
+    over = bench_report["streams"]["overload"]["sqlite"]
+    _json_ready(over)
+    assert "error" not in over, over
+    # --quick overloads a fixed capacity of 10: 20 turns at once.
+    assert over["capacity"] == 10 and over["offered"] == 20
+    assert over["accepted"] + over["refused"] + over["unanswered"] == over["offered"]
+    assert 0 <= over["refused_told_busy"] <= over["refused"]
+    assert over["refusals_supported"] is (over["refused"] > 0)
+    if over["refused"]:
+        assert "busy" in over["busy_notice"].lower()
+    else:
+        assert over["summary"].startswith("no refusals: is CHAT_MAX_REPLIES_PER_PROCESS supported?")
+    # The database was read: the accepted turns' messages are there (2 each, more if restarted).
+    saved = over["rows_saved_for_accepted"]
+    assert saved.get("user", 0) >= over["accepted"] - over["accepted_without_user_message"]
+    assert isinstance(over["rows_saved_for_refused"], dict)
+    assert set(over["checks"]) >= {
+        "accepted ≤ capacity",
+        "every refused turn told busy",
+        "nothing saved for refused turns",
+        "every accepted turn saved",
+        over["stop_target"],
+    }
+    assert all(isinstance(v, bool) for v in over["checks"].values())
+    assert over["met"] is (over["refusals_supported"] and all(over["checks"].values()))
+    # The accepted replies' figures, beside the raw floor at as many streams.
+    assert over["raw_n"] == max(1, over["accepted"])
+    for key in ("single_stop_ms", "relay_ms", "stop_ms"):
+        assert _stats(over["app"][key]), key
+        assert _stats(over["raw"][key]), key
 
 
 def test_db_work_counts_the_statements_of_a_complete_and_a_stopped_reply(
