@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.streams_fake import by_marker, rate_in, records
+from bench.streams_fake import by_marker, ended_before, rate_in, records
 from bench.streams_stats import Samples, cpu_seconds
 from chat.testing.fake_anthropic import FakeAnthropicControl
 
@@ -158,7 +158,7 @@ async def raw_round(
                     10,
                     "the replacement streams streaming",
                 )
-        burst = [s for s in streams if len(s.received) >= 2]
+        burst = [s for s in streams if len(s.received) >= 2 and not (s.task and s.task.done())]
         for stream in streams:
             assert stream.task is not None
             stream.cancelled_at = time.monotonic()
@@ -187,11 +187,15 @@ async def raw_round(
             }
         },
     )
+    ended_first = 0
     for stream in singles:
         record = final.get(stream.marker)
         if record is None:
             raise RoundError(f"the fake has no record of {stream.marker!r}")
         assert stream.cancelled_at is not None
+        if ended_before(record, stream.cancelled_at):
+            ended_first += 1
+            continue
         if record.disconnected_at is None:
             out.single_not_closed += 1
         else:
@@ -221,11 +225,16 @@ async def raw_round(
         if record is None:
             raise RoundError(f"the fake has no record of {stream.marker!r}")
         assert stream.cancelled_at is not None
+        if ended_before(record, stream.cancelled_at):
+            ended_first += 1
+            continue
         if record.disconnected_at is None:
             out.stop_not_closed += 1
         else:
             out.stop.append((record.disconnected_at - stream.cancelled_at) * 1000)
         out.after.append(float(record.deltas_after(stream.cancelled_at)))
+    if ended_first:
+        out.extra["ended_before_their_stop"] = ended_first
     if out.relay:  # what one received delta costs the SDK process
         out.extra["raw_cpu_us_per_delta"] = round(own_cpu / len(out.relay) * 1e6)
     return out

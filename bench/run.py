@@ -343,6 +343,11 @@ def round_notes(streams: dict[str, Any]) -> list[str]:
                 f"{where}: {r['ended_before_stop']} of {n} replies ended before the "
                 f"stop (left out of the figures): {r.get('ended_before_stop_example', '')}"
             )
+        if r.get("ended_before_their_stop"):
+            notes.append(
+                f"{where}: {r['ended_before_their_stop']} replies had ended on their own (the "
+                "fake's whole reply written) before their stop was sent (left out)"
+            )
         if r.get("restarts_refused") or r.get("restarts_not_streaming_at_burst"):
             notes.append(
                 f"{where}: of the {r.get('single_stops_restarted')} replies restarted after a "

@@ -24,12 +24,13 @@ CLOCK_MONOTONIC: the lag a page sees). After the window, once its deltas have al
 ``grace`` seconds passed: the rest count as undelivered, with their latency at that moment, a
 lower bound):
 
-1. **One stop at a time** (N >= 10): ``single_stops`` clients, spread over the N, send Stop one
-   after the other amid the replies still streaming: stop latency = the fake seeing that
-   upstream connection closed - that client's Stop leaving it; cost = deltas the fake wrote
-   after it. Each stopped client waits for its reply's final frame and sends a new message at
-   once (the reply is restarted, so N stays N and a turn's start is part of the load, as on a
-   live server); the next stop follows ``gap`` seconds later.
+1. **One stop at a time** (at N = 100; 10 with ``--quick``): ``single_stops`` clients (20; 3
+   with ``--quick``), spread over the N, send Stop one after the other amid the replies still
+   streaming: stop latency = the fake seeing that upstream connection closed - that client's
+   Stop leaving it; cost = deltas the fake wrote after it. Each stopped client waits for its
+   reply's final frame and sends a new message at once (the reply is restarted, so N stays N
+   and a turn's start is part of the load, as on a live server); the next stop follows ``gap``
+   seconds later.
 2. **The burst**: every client sends Stop, one after the other as fast as one process can (the
    restarted replies too, once they stream): the same two figures.
 
@@ -67,7 +68,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.raw_sdk import RoundError, raw_round, spread
-from bench.streams_fake import by_marker, delta_ends, rate_in, records
+from bench.streams_fake import by_marker, delta_ends, ended_before, rate_in, records
 from bench.streams_stack import Stack, postgres_reachable, render_profile, stack
 from bench.streams_stats import Samples, cpu_seconds, ratio
 from chat.testing.live import DaphneProcess
@@ -81,9 +82,6 @@ DELTAS = 6000
 #: rate the fake must have delivered for the point to count (else the load never arrived).
 CAPACITY_P99_MS = 100.0
 CAPACITY_MIN_RATE_SHARE = 0.9
-#: Single stops are measured in rounds of at least this many replies (amid 1, a stop is the
-#: burst).
-SINGLE_MIN_N = 10
 #: The overload round's target (issue 15): the accepted replies keep their stop latency.
 OVERLOAD_STOP_P99_MS = 60.0
 #: What a refused turn's notice must say (its text: "This server is busy: try again in a moment.
@@ -138,7 +136,12 @@ class Mode:
     settle: float
     """Seconds between every reply streaming and the window opening (start-up burst over)."""
     single_stops: int
-    """Stops sent one at a time amid N, per round of N >= SINGLE_MIN_N (and in the overload)."""
+    """Stops sent one at a time amid N, per round at an N of ``single_ns`` (and in the
+    overload round)."""
+    single_ns: list[int]
+    """The N at which single stops are measured (amid 1, a stop is the burst; at 500 on this
+    machine the process is saturated, the raw floor too, and every latency is queueing: a
+    stop waits seconds there, so 20 of them one at a time would take minutes to say so)."""
     gap: float
     """Seconds between a stopped reply's restart and the next single stop."""
     overload_capacity: int | None
@@ -156,6 +159,7 @@ QUICK = Mode(
     repeat_window=0.3,
     settle=0.2,
     single_stops=3,
+    single_ns=[10],
     gap=0.1,
     overload_capacity=10,
     setups=("sqlite",),
@@ -170,6 +174,7 @@ FULL = Mode(
     repeat_window=1.0,
     settle=2.0,
     single_stops=20,
+    single_ns=[100],
     gap=0.3,
     overload_capacity=None,
     setups=("sqlite", "postgres"),
@@ -554,9 +559,13 @@ async def app_round(
         rate = rate_in(record, t_all, t_end)
         if rate is not None:
             out.rate.append(rate)
+    ended_first = 0
     for c in burst:
         record = record_of(c)
         assert c.stop_at is not None
+        if ended_before(record, c.stop_at):
+            ended_first += 1
+            continue
         if record.disconnected_at is None:
             out.stop_not_closed += 1
         else:
@@ -565,11 +574,16 @@ async def app_round(
     for c in singles:
         record = record_of(c)
         assert c.stop_at is not None
+        if ended_before(record, c.stop_at):
+            ended_first += 1
+            continue
         if record.disconnected_at is None:
             out.single_not_closed += 1
         else:
             out.single_stop.append((record.disconnected_at - c.stop_at) * 1000)
         out.single_after.append(float(record.deltas_after(c.stop_at)))
+    if ended_first:
+        out.extra["ended_before_their_stop"] = ended_first
     if out.relay:  # what one relayed delta costs the server processes, all work included
         out.extra["daphne_cpu_us_per_delta"] = round(cpu_used["daphne"] / len(out.relay) * 1e6)
     return out
@@ -605,7 +619,7 @@ def _target_text(figure: str) -> str:
 
 
 def _figure_rows(
-    rounds: list[dict[str, Any]], raw_rounds: dict[int, dict[str, Any]]
+    rounds: list[dict[str, Any]], raw_rounds: dict[int, dict[str, Any]], single_ns: list[int]
 ) -> dict[str, list[dict[str, Any]]]:
     """Per figure, one row per (setup, N): the app's statistics beside the raw floor's."""
     out: dict[str, list[dict[str, Any]]] = {name: [] for name in TARGETS}
@@ -614,7 +628,7 @@ def _figure_rows(
         app_r = rnd.get("app", {})
         raw_r = raw_rounds.get(n, {"error": "not measured"})
         for figure, key in FIGURE_KEYS.items():
-            if figure in SINGLE_FIGURES and n < SINGLE_MIN_N:
+            if figure in SINGLE_FIGURES and n not in single_ns:
                 continue
             row: dict[str, Any] = {"setup": rnd["setup"], "n": n, "target": _target_text(figure)}
             if "error" in app_r:
@@ -870,7 +884,7 @@ async def _measure_setup(
         repeats = max(1, math.ceil(mode.min_stop_samples / n))
         window = mode.window if repeats == 1 else mode.repeat_window
         settle = mode.settle if repeats == 1 else min(mode.settle, 0.2)
-        singles = mode.single_stops if n >= SINGLE_MIN_N else 0
+        singles = mode.single_stops if n in mode.single_ns else 0
         sides = ["app"] if n in raw_rounds else ["app", "raw"]
         for side in sides:
             _say(
@@ -1046,7 +1060,7 @@ def measure(
             "setups": list(mode.setups),
             "single_stops_per_round": mode.single_stops,
             "single_stop_gap_s": mode.gap,
-            "single_stops_from_n": SINGLE_MIN_N,
+            "single_stop_ns": mode.single_ns,
             "overload_capacity": overload_source,
         },
         "targets": {k: _target_text(k) for k in TARGETS}
@@ -1054,7 +1068,7 @@ def measure(
         "total_s": round(time.monotonic() - started, 1),
         "rounds": rounds,
         "raw_rounds": [{"n": n, **raw} for n, raw in sorted(raw_rounds.items())],
-        "figures": _figure_rows(rounds, raw_rounds),
+        "figures": _figure_rows(rounds, raw_rounds, mode.single_ns),
         "capacity": {k: s["capacity"] for k, s in per_setup.items() if s.get("capacity")},
         "overload": {k: s["overload"] for k, s in per_setup.items() if "overload" in s},
     }

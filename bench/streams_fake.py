@@ -68,6 +68,16 @@ async def records(
     return await asyncio.to_thread(control.requests, min_count, finished=finished, timeout=wait)
 
 
+def ended_before(record: RequestRecord, t: float) -> bool:
+    """The response had finished on its own (completed or failed, with no hang-up) by ``t``:
+    a stop sent then measures nothing (counted apart, not as a stop that did not close)."""
+    return (
+        record.disconnected_at is None
+        and record.finished_at is not None
+        and record.finished_at <= t
+    )
+
+
 def rate_in(record: RequestRecord, start: float, end: float) -> float | None:
     """Deltas a second the fake wrote for this request between two moments."""
     if end <= start:

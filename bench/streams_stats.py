@@ -52,6 +52,7 @@ COUNTS = frozenset(
         "single_stops_restarted",
         "restarts_not_streaming_at_burst",
         "restarts_refused",
+        "ended_before_their_stop",
     }
 )
 
