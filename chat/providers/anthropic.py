@@ -3,11 +3,29 @@
 `async with` around the SDK's event stream is the whole stop mechanism: when the task
 iterating this generator is cancelled, the CancelledError leaves the `async with`, which closes
 the partly read HTTP response and so its TCP connection; Anthropic then stops generating.
+
+The SDK talks HTTP through aiohttp (`anthropic[aiohttp]`, `DefaultAioHttpClient`) rather than
+its default httpx2 transport: aiohttp parses HTTP/1.1 in C and leaves the socket registered
+with the event loop, where httpx2 (httpcore2, h11, anyio) parses each chunk in Python and
+re-registers the socket with epoll on every read. 100 concurrent streams in one process against
+the fake upstream (50 deltas/s each), 8 interleaved rounds: CPU per delta 124 -> 62 us, relay
+p99 16.5 -> 5.6 ms, a single stop amid them p99 28.5 -> 4.8 ms. Mid-stream transport failures
+still surface as httpx2 errors (the SDK's transport maps aiohttp's: a cut or reset connection
+is a `httpx2.ReadError` / `ConnectError`, a stall a `httpx2.ReadTimeout`), so `describe_error`
+reads them as before.
+
+aiohttp closes a response left before its end (a stop) rather than pooling it, but it closes
+the socket only at the event loop's next turn, behind whatever else this turn runs, such as the
+stopped reply's own save and final frame (over TLS it sends a close_notify at once, but its FIN
+waits for the server's answer, up to 30 s). `_HangUpAtOnce` shuts the socket down first, as
+httpx2 did: the FIN leaves while the stop is being handled.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 import weakref
 from collections.abc import AsyncIterator
 from typing import Any, cast
@@ -38,12 +56,61 @@ _clients: weakref.WeakKeyDictionary[
 ] = weakref.WeakKeyDictionary()
 
 
+class _HangUpStream(httpx2.AsyncByteStream):
+    """A response body that, closed before its end, shuts its socket down at once."""
+
+    def __init__(self, inner: httpx2.AsyncByteStream) -> None:
+        self._inner = inner
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._inner.__aiter__()
+
+    async def aclose(self) -> None:
+        # (The SDK's vendored aiohttp stream keeps its aiohttp response here; a test checks.)
+        response = getattr(self._inner, "_aiohttp_response", None)
+        if response is not None and not response.content.is_eof():
+            connection = response.connection
+            transport = connection.transport if connection is not None else None
+            sock = transport.get_extra_info("socket") if transport is not None else None
+            if sock is not None:
+                with contextlib.suppress(OSError):  # (already gone: nothing to hang up)
+                    sock.shutdown(socket.SHUT_RDWR)
+        await self._inner.aclose()
+
+
+class _HangUpAtOnce(httpx2.AsyncBaseTransport):
+    def __init__(self, inner: httpx2.AsyncBaseTransport) -> None:
+        self._inner = inner
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        response = await self._inner.handle_async_request(request)
+        response.stream = _HangUpStream(cast("httpx2.AsyncByteStream", response.stream))
+        return response
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+class _AioHttpClient(anthropic.DefaultAioHttpClient):
+    """The SDK's aiohttp client (its defaults: timeouts, connection limits), every transport of
+    it (direct, or through a proxy from the environment) wrapped in `_HangUpAtOnce`."""
+
+    def _init_transport(self, *args: Any, **kwargs: Any) -> httpx2.AsyncBaseTransport:
+        return _HangUpAtOnce(super()._init_transport(*args, **kwargs))
+
+    def _init_proxy_transport(self, *args: Any, **kwargs: Any) -> httpx2.AsyncBaseTransport:
+        return _HangUpAtOnce(super()._init_proxy_transport(*args, **kwargs))
+
+
 def _client(api_key: str, base_url: str | None) -> anthropic.AsyncAnthropic:
     per_loop = _clients.setdefault(asyncio.get_running_loop(), {})
     key = (api_key, base_url, settings.CHAT_MAX_RETRIES)
     if key not in per_loop:
         per_loop[key] = anthropic.AsyncAnthropic(
-            api_key=api_key, base_url=base_url, max_retries=settings.CHAT_MAX_RETRIES
+            api_key=api_key,
+            base_url=base_url,
+            max_retries=settings.CHAT_MAX_RETRIES,
+            http_client=_AioHttpClient(),  # aiohttp: see above
         )
     return per_loop[key]
 
