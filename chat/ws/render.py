@@ -38,8 +38,9 @@ def for_event(event: ReplyEvent, *, for_owner: bool = True) -> str:
         return snapshot(event.message, event.text, event.thinking)
     if isinstance(event, TextBatch):
         # The most frequent frame: its compiled template is kept (a third less time a batch).
+        # (The id as text: a number would be localised on every render.)
         return _partial("text_batch").render(
-            {"message_id": event.message_id, "text": event.text, "thinking": event.thinking}
+            {"message_id": str(event.message_id), "text": event.text, "thinking": event.thinking}
         )
     if isinstance(event, TurnStarted):
         return render_to_string(
