@@ -41,7 +41,7 @@ from chat.providers import (
     ThinkingDelta,
     ThinkingSigned,
 )
-from chat.replies import layer, loop_lag, process_metrics, titles
+from chat.replies import layer, process_metrics, titles
 from chat.replies.audience import Audience
 from chat.replies.events import (
     ReplyFinished,
@@ -54,9 +54,6 @@ from chat.replies.events import (
 from chat.replies.registry import registry
 
 logger = logging.getLogger(__name__)
-
-#: The longest a batch is held while the event loop lags (see Reply._batch_window).
-MAX_BATCH_WINDOW = 0.1
 
 
 class Reply:
@@ -367,14 +364,7 @@ class Reply:
                 last_checkpoint = time.monotonic()
                 self._checkpoint_soon()
             # The coalescing window; it ends early when the stream ends or is stopped.
-            await asyncio.wait([upstream], timeout=self._batch_window())
-
-    def _batch_window(self) -> float:
-        """How long text is gathered into one batch: CHAT_BATCH_INTERVAL, and longer while the
-        event loop lags (twice the lag, at most MAX_BATCH_WINDOW). A loaded process then sends
-        fewer, larger frames, which is less work per delta (a render, a frame, a socket write
-        per batch), and it could not have delivered the smaller ones any sooner."""
-        return max(self._batch_interval, min(MAX_BATCH_WINDOW, 2 * loop_lag.current()))
+            await asyncio.wait([upstream], timeout=self._batch_interval)
 
     def _checkpoint_soon(self) -> None:
         """Save the text so far in the background: the batches (and a stop) never wait for the
