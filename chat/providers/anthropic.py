@@ -19,12 +19,18 @@ the socket only at the event loop's next turn, behind whatever else this turn ru
 stopped reply's own save and final frame (over TLS it sends a close_notify at once, but its FIN
 waits for the server's answer, up to 30 s). `_HangUpAtOnce` shuts the socket down first, as
 httpx2 did: the FIN leaves while the stop is being handled.
+
+The SDK makes the request (retries, HTTP errors, the transport); the stream's events are then
+read as server-sent JSON (`_server_sent_events`) rather than as the SDK's typed event objects:
+100 streams through this provider in one process, 3 interleaved rounds, 61-77 -> 39-48 us of CPU
+per delta.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import socket
 import weakref
 from collections.abc import AsyncIterator
@@ -131,22 +137,28 @@ def describe_error(exc: Exception, *, model: str = "") -> str:
     if isinstance(exc, anthropic.APIConnectionError):
         return "The connection to Anthropic failed."
     if isinstance(exc, anthropic.APIStatusError):
-        body = exc.body if isinstance(exc.body, dict) else {}
-        error = body.get("error") if isinstance(body.get("error"), dict) else body
-        kind = error.get("type") if isinstance(error, dict) else None
-        said = error.get("message") if isinstance(error, dict) else None
-        if kind == "overloaded_error" or exc.status_code == 529:
-            return "Anthropic is overloaded right now. Retry in a moment."
-        if kind == "not_found_error" or exc.status_code == 404:
-            return (
-                f"Anthropic does not offer the model {model or '(unnamed)'}: choose another "
-                "in this conversation's settings."
-            )
-        if kind == "invalid_request_error" and isinstance(said, str) and said:
-            # Anthropic's own words say what was wrong with the request (never a secret).
-            return f"Anthropic rejected the request: {said[:ERROR_MESSAGE_CHARS]}"
-        return f"Anthropic returned an error ({kind or exc.status_code})."
+        return describe_error_body(exc.body, status=exc.status_code, model=model)
     return "The model provider failed."
+
+
+def describe_error_body(body: object, *, status: int, model: str = "") -> str:
+    """The page's words for an error Anthropic sent: an HTTP error's JSON body, or the data of
+    an `error` event in the middle of a stream (then `status` is the stream's 200)."""
+    body = body if isinstance(body, dict) else {}
+    error = body.get("error") if isinstance(body.get("error"), dict) else body
+    kind = error.get("type") if isinstance(error, dict) else None
+    said = error.get("message") if isinstance(error, dict) else None
+    if kind == "overloaded_error" or status == 529:
+        return "Anthropic is overloaded right now. Retry in a moment."
+    if kind == "not_found_error" or status == 404:
+        return (
+            f"Anthropic does not offer the model {model or '(unnamed)'}: choose another "
+            "in this conversation's settings."
+        )
+    if kind == "invalid_request_error" and isinstance(said, str) and said:
+        # Anthropic's own words say what was wrong with the request (never a secret).
+        return f"Anthropic rejected the request: {said[:ERROR_MESSAGE_CHARS]}"
+    return f"Anthropic returned an error ({kind or status})."
 
 
 class AnthropicProvider:
@@ -197,35 +209,45 @@ class AnthropicProvider:
                 **_thinking_params(thinking),
             )
             async with stream:
-                async for event in stream:
-                    if event.type == "content_block_delta":
-                        delta = event.delta
-                        if delta.type == "text_delta":
-                            yield TextDelta(delta.text)
-                        elif delta.type == "thinking_delta":
-                            yield ThinkingDelta(delta.thinking)
-                        elif delta.type == "signature_delta" and event.index in thinking_blocks:
-                            thinking_blocks[event.index].append(delta.signature)
+                # The events are read as JSON, not as the SDK's typed objects: building those
+                # was a fifth of the event loop's time per delta (bench, profiled at N=100).
+                async for name, data in _server_sent_events(stream.response):
+                    event = json.loads(data)
+                    kind = event.get("type") if isinstance(event, dict) else None
+                    if kind == "content_block_delta":
+                        delta = event["delta"]
+                        if delta["type"] == "text_delta":
+                            yield TextDelta(delta["text"])
+                        elif delta["type"] == "thinking_delta":
+                            yield ThinkingDelta(delta["thinking"])
+                        elif (
+                            delta["type"] == "signature_delta" and event["index"] in thinking_blocks
+                        ):
+                            thinking_blocks[event["index"]].append(delta["signature"])
                         # (Tool input JSON, citations and deltas of unknown kinds are no part
                         # of the answer.)
-                    elif event.type == "content_block_start":
-                        if event.content_block.type == "thinking":
-                            thinking_blocks[event.index] = [event.content_block.signature]
-                    elif event.type == "content_block_stop":
-                        if event.index in thinking_blocks:
-                            yield ThinkingSigned("".join(thinking_blocks.pop(event.index)))
-                    elif event.type == "message_start":
-                        usage = event.message.usage
+                    elif kind == "content_block_start":
+                        block = event["content_block"]
+                        if block["type"] == "thinking":
+                            thinking_blocks[event["index"]] = [block.get("signature") or ""]
+                    elif kind == "content_block_stop":
+                        if event["index"] in thinking_blocks:
+                            yield ThinkingSigned("".join(thinking_blocks.pop(event["index"])))
+                    elif kind == "message_start":
+                        usage = event["message"]["usage"]
                         yield StreamStart(
-                            input_tokens=usage.input_tokens,
-                            cache_read_input_tokens=usage.cache_read_input_tokens,
-                            cache_creation_input_tokens=usage.cache_creation_input_tokens,
+                            input_tokens=usage.get("input_tokens"),
+                            cache_read_input_tokens=usage.get("cache_read_input_tokens"),
+                            cache_creation_input_tokens=usage.get("cache_creation_input_tokens"),
                         )
-                    elif event.type == "message_delta":
-                        stop_reason = event.delta.stop_reason or stop_reason
-                        output_tokens = event.usage.output_tokens
-                    elif event.type == "message_stop":
+                    elif kind == "message_delta":
+                        stop_reason = event["delta"].get("stop_reason") or stop_reason
+                        output_tokens = event.get("usage", {}).get("output_tokens")
+                    elif kind == "message_stop":
                         ended = True
+                    elif name == "error" or kind == "error":
+                        message = describe_error_body(event, status=200, model=model)
+                        raise ProviderError(message)
         except (anthropic.APIError, httpx2.TransportError) as exc:
             raise ProviderError(describe_error(exc, model=model)) from exc
         if not ended:
@@ -245,6 +267,26 @@ class AnthropicProvider:
         except (anthropic.APIError, httpx2.TransportError) as exc:
             raise ProviderError(describe_error(exc, model=model)) from exc
         return "".join(block.text for block in message.content if block.type == "text")
+
+
+async def _server_sent_events(response: httpx2.Response) -> AsyncIterator[tuple[str, bytes]]:
+    """The (event name, data) of each server-sent event of a response; comments, ids and empty
+    events are skipped (the SSE format: fields on lines, events ended by a blank line)."""
+    pending = b""
+    async for chunk in response.aiter_bytes():
+        pending += chunk
+        if b"\r" in pending:
+            pending = pending.replace(b"\r\n", b"\n")
+        *complete, pending = pending.split(b"\n\n")
+        for raw in complete:
+            name, data = "", []
+            for line in raw.split(b"\n"):
+                if line.startswith(b"data:"):
+                    data.append(line[6:] if line.startswith(b"data: ") else line[5:])
+                elif line.startswith(b"event:"):
+                    name = line[6:].strip().decode()
+            if data:
+                yield name, b"\n".join(data)
 
 
 def _thinking_params(thinking: Thinking | None) -> dict[str, Any]:
