@@ -261,7 +261,8 @@ CHAT_MESSAGES_PER_MINUTE = int(os.environ.get("CHAT_MESSAGES_PER_MINUTE", "20"))
 # Admission control (chat/replies/admission.py): a process streaming this many replies, or whose
 # event loop runs this many seconds late (mean over the last second), refuses new turns with "busy,
 # try again in a moment" (0: no such limit). Stops are never refused. The default is below the
-# capacity the benchmark measured for one process on a 2-core machine (125; README, "Measured"):
+# capacity the benchmark measured for one process on a 2-core machine (100-150 across runs;
+# README, "Measured"):
 # at the limit itself, stops get slower.
 CHAT_MAX_REPLIES_PER_PROCESS = int(os.environ.get("CHAT_MAX_REPLIES_PER_PROCESS", "100"))
 CHAT_MAX_LOOP_LAG = float(os.environ.get("CHAT_MAX_LOOP_LAG", "0.15"))
