@@ -1,12 +1,18 @@
-"""Finished replies are rendered from Markdown, highlighted, and sanitized (chat/rendering.py)."""
+"""Finished replies are rendered from Markdown, highlighted, and sanitized (chat/web/markdown.py);
+thinking is shown as escaped text."""
 
 from __future__ import annotations
 
 from html.parser import HTMLParser
 
 import pytest
+from django.utils import timezone
+from django.utils.html import escape
 
+from chat.models import Message
+from chat.replies.events import ReplyFinished, Snapshot, TextBatch
 from chat.web.markdown import render_markdown
+from chat.ws import render
 
 
 def test_markdown_renders_paragraphs_emphasis_lists_and_tables() -> None:
@@ -94,3 +100,25 @@ def test_links_open_safely() -> None:
     html = render_markdown("[site](https://example.com)")
     assert 'href="https://example.com"' in html
     assert 'rel="noopener noreferrer nofollow"' in html
+
+
+@pytest.mark.parametrize("text", HOSTILE[:8])
+def test_hostile_thinking_stays_text_in_every_frame_that_carries_it(text: str) -> None:
+    """Claude's thinking is shown as plain text, never as Markdown or HTML: in a batch, in the
+    snapshot a page joining mid-reply gets, and in the final bubble."""
+    streaming = Message(
+        pk=7, role="assistant", status="streaming", thinking_budget=2048, created_at=timezone.now()
+    )
+    done = Message(
+        pk=7, role="assistant", status="complete", content="ok", thinking=text, thinking_ms=1200
+    )
+    frames = [
+        render.for_event(TextBatch(message_id=7, text="", thinking=text)),
+        render.for_event(Snapshot(streaming, "", text)),
+        render.for_event(ReplyFinished(message=done)),
+    ]
+    for frame in frames:
+        for tag, attrs in Elements(frame).found:
+            assert tag not in {"script", "img", "svg", "style", "a"}, (tag, frame)
+            assert not [name for name in attrs if name.startswith("on")], (tag, attrs)
+        assert escape(text) in frame
