@@ -21,9 +21,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.streams_fake import by_marker, ended_before, rate_in, records
+from bench.streams_fake import by_marker, rate_in, records, tally_stop
 from bench.streams_stats import Samples, cpu_seconds
-from chat.testing.fake_anthropic import FakeAnthropicControl
+from chat.testing.fake_anthropic import FakeAnthropicControl, RequestRecord
 
 MODEL = "claude-sonnet-4-6"
 
@@ -62,6 +62,13 @@ async def _read(client: Any, stream: _Stream) -> None:
             chain.append(f"{type(cause).__name__}: {cause}")
             cause = cause.__cause__ or cause.__context__
         stream.error = " <- ".join(chain)
+
+
+def _record(final: dict[str, RequestRecord], stream: _Stream) -> RequestRecord:
+    record = final.get(stream.marker)
+    if record is None:
+        raise RoundError(f"the fake has no record of {stream.marker!r}")
+    return record
 
 
 def spread(n: int, k: int) -> list[int]:
@@ -189,25 +196,20 @@ async def raw_round(
     )
     ended_first = 0
     for stream in singles:
-        record = final.get(stream.marker)
-        if record is None:
-            raise RoundError(f"the fake has no record of {stream.marker!r}")
         assert stream.cancelled_at is not None
-        if ended_before(record, stream.cancelled_at):
-            ended_first += 1
-            continue
-        if record.disconnected_at is None:
-            out.single_not_closed += 1
-        else:
-            out.single_stop.append((record.disconnected_at - stream.cancelled_at) * 1000)
-        out.single_after.append(float(record.deltas_after(stream.cancelled_at)))
+        outcome = tally_stop(
+            _record(final, stream),
+            stream.cancelled_at,
+            latencies=out.single_stop,
+            after=out.single_after,
+        )
+        ended_first += outcome == "ended"
+        out.single_not_closed += outcome == "not_closed"
     if singles:
         out.extra["single_stops_replaced_not_streaming"] = len(streams) - len(burst)
     originals = [s for s in everyone if " again " not in s.marker]
     for stream in originals:
-        record = final.get(stream.marker)
-        if record is None:
-            raise RoundError(f"the fake has no record of {stream.marker!r}")
+        record = _record(final, stream)
         for k, written in enumerate(record.delta_times):
             if t_all <= written <= t_end:
                 if k < len(stream.received) and stream.received[k] <= gave_up:
@@ -221,18 +223,12 @@ async def raw_round(
         if rate is not None:
             out.rate.append(rate)
     for stream in burst:
-        record = final.get(stream.marker)
-        if record is None:
-            raise RoundError(f"the fake has no record of {stream.marker!r}")
         assert stream.cancelled_at is not None
-        if ended_before(record, stream.cancelled_at):
-            ended_first += 1
-            continue
-        if record.disconnected_at is None:
-            out.stop_not_closed += 1
-        else:
-            out.stop.append((record.disconnected_at - stream.cancelled_at) * 1000)
-        out.after.append(float(record.deltas_after(stream.cancelled_at)))
+        outcome = tally_stop(
+            _record(final, stream), stream.cancelled_at, latencies=out.stop, after=out.after
+        )
+        ended_first += outcome == "ended"
+        out.stop_not_closed += outcome == "not_closed"
     if ended_first:
         out.extra["ended_before_their_stop"] = ended_first
     if out.relay:  # what one received delta costs the SDK process

@@ -68,7 +68,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.raw_sdk import RoundError, raw_round, spread
-from bench.streams_fake import by_marker, delta_ends, ended_before, rate_in, records
+from bench.streams_fake import by_marker, delta_ends, rate_in, records, tally_stop
 from bench.streams_stack import Stack, postgres_reachable, render_profile, stack
 from bench.streams_stats import Samples, cpu_seconds, ratio
 from chat.testing.live import DaphneProcess
@@ -561,27 +561,17 @@ async def app_round(
             out.rate.append(rate)
     ended_first = 0
     for c in burst:
-        record = record_of(c)
         assert c.stop_at is not None
-        if ended_before(record, c.stop_at):
-            ended_first += 1
-            continue
-        if record.disconnected_at is None:
-            out.stop_not_closed += 1
-        else:
-            out.stop.append((record.disconnected_at - c.stop_at) * 1000)
-        out.after.append(float(record.deltas_after(c.stop_at)))
+        outcome = tally_stop(record_of(c), c.stop_at, latencies=out.stop, after=out.after)
+        ended_first += outcome == "ended"
+        out.stop_not_closed += outcome == "not_closed"
     for c in singles:
-        record = record_of(c)
         assert c.stop_at is not None
-        if ended_before(record, c.stop_at):
-            ended_first += 1
-            continue
-        if record.disconnected_at is None:
-            out.single_not_closed += 1
-        else:
-            out.single_stop.append((record.disconnected_at - c.stop_at) * 1000)
-        out.single_after.append(float(record.deltas_after(c.stop_at)))
+        outcome = tally_stop(
+            record_of(c), c.stop_at, latencies=out.single_stop, after=out.single_after
+        )
+        ended_first += outcome == "ended"
+        out.single_not_closed += outcome == "not_closed"
     if ended_first:
         out.extra["ended_before_their_stop"] = ended_first
     if out.relay:  # what one relayed delta costs the server processes, all work included

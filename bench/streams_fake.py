@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import itertools
-from typing import Any
+from typing import Any, Literal
 
 from chat.testing.fake_anthropic import (
     FakeAnthropicControl,
@@ -93,3 +93,18 @@ def describe(record: RequestRecord) -> dict[str, Any]:
         "deltas_written": record.deltas_written,
         "disconnected_at": record.disconnected_at,
     }
+
+
+def tally_stop(
+    record: RequestRecord, stopped_at: float, *, latencies: list[float], after: list[float]
+) -> Literal["ended", "not_closed", "closed"]:
+    """One stop, as the fake saw it: a stream that had ended on its own by then measures
+    nothing (`ended`); else its deltas written after the stop go to `after`, and the ms until
+    it was closed to `latencies` (`closed`) unless it never was (`not_closed`)."""
+    if ended_before(record, stopped_at):
+        return "ended"
+    after.append(float(record.deltas_after(stopped_at)))
+    if record.disconnected_at is None:
+        return "not_closed"
+    latencies.append((record.disconnected_at - stopped_at) * 1000)
+    return "closed"
