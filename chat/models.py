@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 
 from django.conf import settings
+from django.core.files.storage import Storage, storages
 from django.db import models
 from django.db.models import Q
 
@@ -129,6 +130,9 @@ class Message(models.Model):
     #: Not stored: set by selectors.conversation_messages on the first message of a page that
     #: has older messages before it (the page offers "Show earlier messages" there).
     has_earlier: bool = False
+    #: Not stored: the message's attachments, in order, once read (`files`); set by the turn
+    #: that saved them, or read from `prefetch_related("attachments")`.
+    sent_attachments: list[Attachment] | None = None
 
     class Meta:
         ordering = ["id"]
@@ -178,6 +182,13 @@ class Message(models.Model):
         )
 
     @property
+    def files(self) -> list[Attachment]:
+        """The message's attachments, in order (from a prefetch where there was one)."""
+        if self.sent_attachments is None:
+            self.sent_attachments = list(self.attachments.all())
+        return self.sent_attachments
+
+    @property
     def thinking_seconds(self) -> int | None:
         """Whole seconds the model thought (at least 1), or None when it did not."""
         if self.thinking_ms is None:
@@ -190,6 +201,67 @@ class Message(models.Model):
         if self.status == self.Status.INTERRUPTED:
             return f"{self.content}\n\n{INTERRUPTED_MARKER}" if self.content else INTERRUPTED_MARKER
         return self.content
+
+
+def _attachment_storage() -> Storage:
+    return storages["attachments"]
+
+
+class Attachment(models.Model):
+    """A file a user attached to a message: an image, a PDF or a text file, checked and (an
+    image) re-encoded by chat/files/checks.py before it is stored.
+
+    Uploaded first (`message` empty: it waits in the composer), then bound to the message it was
+    sent with. The file lives in the `attachments` storage (a private directory by default)
+    under a name made of its id, never of the name the user gave; it is served only by
+    chat/web/attachments.py, to its owner. Deleting the row (with its message or conversation)
+    deletes the file (chat/files/store.py).
+    """
+
+    class Kind(models.TextChoices):
+        IMAGE = "image"
+        DOCUMENT = "document", "PDF"
+        TEXT = "text"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="attachments"
+    )
+    message = models.ForeignKey(
+        "Message",
+        on_delete=models.CASCADE,
+        related_name="attachments",
+        null=True,
+        blank=True,
+        help_text="Empty while it waits in the composer.",
+    )
+    name = models.CharField(max_length=150, help_text="The name it was attached with, cleaned.")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    media_type = models.CharField(max_length=100, help_text="Decided from the file's bytes.")
+    size = models.PositiveIntegerField(help_text="Bytes, as stored.")
+    file = models.FileField(storage=_attachment_storage, max_length=200)
+    thumbnail = models.FileField(storage=_attachment_storage, max_length=200, blank=True)
+    width = models.PositiveIntegerField(null=True, blank=True)
+    height = models.PositiveIntegerField(null=True, blank=True)
+    pages = models.PositiveIntegerField(null=True, blank=True)
+    tokens = models.PositiveIntegerField(
+        default=0, help_text="An estimate of the input tokens it costs in a request."
+    )
+    position = models.PositiveSmallIntegerField(
+        default=0, help_text="Its place among its message's files, as they were sent."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["position", "created_at"]
+        indexes = [models.Index(fields=["user", "message"], name="attachment_pending_idx")]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_image(self) -> bool:
+        return self.kind == self.Kind.IMAGE
 
 
 class ApiToken(models.Model):

@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.urls import path
 
 from chat.api import endpoints
-from chat.web import account, conversations, pages, replies
+from chat.web import account, attachments, conversations, pages, replies
 
 app_name = "chat"
 
@@ -43,6 +43,19 @@ urlpatterns = [
         "conversations/<uuid:conversation_id>/",
         pages.conversation_detail,
         name="conversation_detail",
+    ),
+    # Attachments: uploaded into the composer, then opened from the bubbles (owner only).
+    path("attachments/", attachments.upload, name="attachment_upload"),
+    path("attachments/<uuid:attachment_id>/", attachments.view, name="attachment"),
+    path(
+        "attachments/<uuid:attachment_id>/thumbnail/",
+        attachments.thumbnail,
+        name="attachment_thumbnail",
+    ),
+    path(
+        "attachments/<uuid:attachment_id>/remove/",
+        attachments.remove,
+        name="attachment_remove",
     ),
     # API tokens, on the user's own page.
     path("account/tokens/", account.api_tokens, name="api_tokens"),

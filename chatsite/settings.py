@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -157,8 +158,37 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "static"]
+# Attachments (chat/files/): a private directory by default, never under a public URL (they are
+# served only by chat/web/attachments.py, to their owner). With several servers, any
+# S3-compatible store through django-storages (`pip install -e '.[s3]'`): set
+# CHAT_ATTACHMENTS_S3_BUCKET (and CHAT_ATTACHMENTS_S3_ENDPOINT for a store other than AWS;
+# credentials from the usual AWS_* variables).
+CHAT_ATTACHMENTS_DIR = Path(
+    os.environ.get("CHAT_ATTACHMENTS_DIR", BASE_DIR / "var" / "attachments")
+)
+CHAT_ATTACHMENTS_S3_BUCKET = os.environ.get("CHAT_ATTACHMENTS_S3_BUCKET", "")
+ATTACHMENTS_STORAGE: dict[str, Any] = {
+    "BACKEND": "django.core.files.storage.FileSystemStorage",
+    "OPTIONS": {
+        "location": CHAT_ATTACHMENTS_DIR,
+        "file_permissions_mode": 0o600,
+        "directory_permissions_mode": 0o700,
+    },
+}
+if CHAT_ATTACHMENTS_S3_BUCKET:
+    ATTACHMENTS_STORAGE = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": CHAT_ATTACHMENTS_S3_BUCKET,
+            "endpoint_url": os.environ.get("CHAT_ATTACHMENTS_S3_ENDPOINT") or None,
+            "location": "attachments",
+            "default_acl": "private",
+            "file_overwrite": False,
+        },
+    }
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "attachments": ATTACHMENTS_STORAGE,
     "staticfiles": {
         "BACKEND": (
             "django.contrib.staticfiles.storage.StaticFilesStorage"
@@ -255,6 +285,11 @@ CHAT_GROUP_REFRESH = float(os.environ.get("CHAT_GROUP_REFRESH", "15"))
 # A bearer token that may read /metrics (staff users may always read it); empty: staff only.
 CHAT_METRICS_TOKEN = os.environ.get("CHAT_METRICS_TOKEN", "")
 CHAT_MAX_MESSAGE_CHARS = int(os.environ.get("CHAT_MAX_MESSAGE_CHARS", "32000"))
+# Attachments: bytes per file, files per message (chat/files/checks.py).
+CHAT_MAX_ATTACHMENT_BYTES = int(os.environ.get("CHAT_MAX_ATTACHMENT_BYTES", str(10 * 1024 * 1024)))
+CHAT_MAX_ATTACHMENTS = int(os.environ.get("CHAT_MAX_ATTACHMENTS", "5"))
+# Files uploaded in the composer but never sent are deleted after this many seconds.
+CHAT_UNSENT_ATTACHMENT_TTL = float(os.environ.get("CHAT_UNSENT_ATTACHMENT_TTL", str(24 * 3600)))
 # Limits per user, checked when a reply starts (any process: they are counted in the database).
 CHAT_MAX_CONCURRENT_REPLIES = int(os.environ.get("CHAT_MAX_CONCURRENT_REPLIES", "3"))
 CHAT_MESSAGES_PER_MINUTE = int(os.environ.get("CHAT_MESSAGES_PER_MINUTE", "20"))

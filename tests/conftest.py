@@ -59,6 +59,18 @@ def _test_settings(settings: Any) -> None:
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+@pytest.fixture(autouse=True)
+def attachments_dir(settings: Any, tmp_path: Path) -> Path:
+    """Each test's attachments in a directory of its own (never the repo's var/)."""
+    directory = tmp_path / "attachments"
+    storage = settings.STORAGES["attachments"] | {
+        "OPTIONS": settings.STORAGES["attachments"]["OPTIONS"] | {"location": directory}
+    }
+    settings.STORAGES = settings.STORAGES | {"attachments": storage}
+    settings.CHAT_ATTACHMENTS_DIR = directory
+    return directory
+
+
 @pytest.fixture
 def metrics_settings(settings: Any) -> None:
     """tests/test_metrics.py: CHAT_MAX_TOKENS is METRICS_MAX_TOKENS, and no /metrics token,

@@ -17,6 +17,7 @@ import secrets
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from channels.testing import WebsocketCommunicator
 from django.conf import settings as django_settings
@@ -112,13 +113,16 @@ class ChatSocket:
     comm: WebsocketCommunicator
     frames: list[str] = field(default_factory=list)
 
-    async def send(self, action: str, message: str = "") -> None:
-        # The shape htmx's ws-send produces: the form's values plus HEADERS.
-        await self.comm.send_to(
-            text_data=json.dumps(
-                {"action": action, "message": message, "HEADERS": {"HX-Request": "true"}}
-            )
-        )
+    async def send(
+        self, action: str, message: str = "", attachments: list[str] | str | None = None
+    ) -> None:
+        # The shape htmx's ws-send produces: the form's values plus HEADERS (a lone hidden
+        # `attachments` input is a string, several a list).
+        frame: dict[str, Any] = {"action": action, "message": message}
+        if attachments is not None:
+            frame["attachments"] = attachments
+        frame["HEADERS"] = {"HX-Request": "true"}
+        await self.comm.send_to(text_data=json.dumps(frame))
 
     async def next_frame(self, timeout: float = 5.0) -> str:
         frame = await self.comm.receive_from(timeout=timeout)

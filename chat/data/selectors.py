@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import uuid
-from typing import Literal
+from typing import Literal, cast
 
 from channels.db import database_sync_to_async
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Sum
 
 from chat.data.pricing import ConversationUsage, ModelTotals, usage_from_totals
-from chat.models import Conversation, Message
-from chat.providers import ChatTurn
+from chat.models import Attachment, Conversation, Message
+from chat.providers import ChatTurn, FilePart
 
 
 def conversation_for_user(
@@ -39,7 +39,7 @@ def conversation_messages(
     """A page of the conversation's messages, oldest first: the newest `limit`, or the newest
     `limit` older than message id `before`. If older ones remain, the page's first message has
     `has_earlier` set, and the page offers "Show earlier messages" above it."""
-    messages = conversation.messages.order_by("-id")
+    messages = conversation.messages.prefetch_related("attachments").order_by("-id")
     if before is not None:
         messages = messages.filter(id__lt=before)
     page = list(messages[: limit + 1])
@@ -52,23 +52,28 @@ def conversation_messages(
 
 def all_messages(*, conversation: Conversation) -> list[Message]:
     """Every message of the conversation, oldest first (the API's transcript)."""
-    return list(conversation.messages.order_by("id"))
+    return list(conversation.messages.prefetch_related("attachments").order_by("id"))
 
 
 def history_for_model(*, conversation: Conversation, before_message_id: int) -> list[ChatTurn]:
     """The conversation as the model should see it, up to (not including) one message.
 
     Interrupted replies carry the `[Interrupted]` marker so the model knows it was cut off.
+    A user message's attachments go with it, in their place (`FilePart`s without their bytes:
+    chat/replies/turns.py reads those for the turns that fit the window).
     Messages API rules are met here: the first turn is the user's, roles alternate (turns of
     the same role are joined), and no turn is empty.
     """
     turns: list[ChatTurn] = []
-    messages = Message.objects.filter(conversation=conversation, id__lt=before_message_id).exclude(
-        status=Message.Status.STREAMING
+    messages = (
+        Message.objects.filter(conversation=conversation, id__lt=before_message_id)
+        .exclude(status=Message.Status.STREAMING)
+        .prefetch_related("attachments")
     )
     for message in messages.order_by("id"):
         text = message.display_text.strip()
-        if not text:
+        files = tuple(file_part(a) for a in message.files)
+        if not text and not files:
             continue
         role: Literal["user", "assistant"] = (
             "user" if message.role == Message.Role.USER else "assistant"
@@ -76,10 +81,24 @@ def history_for_model(*, conversation: Conversation, before_message_id: int) -> 
         if not turns and role == "assistant":
             continue
         if turns and turns[-1].role == role:
-            turns[-1] = ChatTurn(role=role, content=f"{turns[-1].content}\n\n{text}")
+            last = turns[-1]
+            joined = f"{last.content}\n\n{text}" if last.content and text else last.content or text
+            turns[-1] = ChatTurn(role=role, content=joined, files=last.files + files)
         else:
-            turns.append(ChatTurn(role=role, content=text))
+            turns.append(ChatTurn(role=role, content=text, files=files))
     return turns
+
+
+def file_part(attachment: Attachment) -> FilePart:
+    """An attachment as a turn's file (its bytes not read yet)."""
+    kind = cast(Literal["image", "document", "text"], attachment.kind)
+    return FilePart(
+        kind=kind,
+        media_type=attachment.media_type,
+        name=attachment.name,
+        tokens=attachment.tokens,
+        key=str(attachment.pk),
+    )
 
 
 def message_by_id(*, message_id: int) -> Message:

@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from datetime import timedelta
 
 from django.conf import settings
@@ -13,7 +13,7 @@ from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from chat.models import Conversation, Message
+from chat.models import Attachment, Conversation, Message
 
 TITLE_WORDS = 8
 
@@ -122,6 +122,31 @@ def _touch(conversation: Conversation, **fields: object) -> None:
     Conversation.objects.filter(pk=conversation.pk).update(updated_at=timezone.now(), **fields)
 
 
+def _bind_attachments(
+    *, message: Message, user_id: int, ids: Sequence[uuid.UUID]
+) -> list[Attachment]:
+    """Give the user's unsent attachments `ids` to `message`, in that order. Inside the turn's
+    transaction: TurnRefused (rolling it back) if any is gone or not the user's."""
+    if not ids:
+        return []
+    found = {
+        a.pk: a
+        for a in Attachment.objects.select_for_update().filter(
+            pk__in=ids, user_id=user_id, message__isnull=True
+        )
+    }
+    if len(found) != len(ids):
+        raise TurnRefused(
+            "An attached file is no longer there (sent already, or removed): attach it again."
+        )
+    ordered = [found[pk] for pk in ids]
+    for position, attachment in enumerate(ordered):
+        attachment.message = message
+        attachment.position = position
+    Attachment.objects.bulk_update(ordered, ["message", "position"])
+    return ordered
+
+
 def turn_create(
     *,
     conversation: Conversation,
@@ -130,10 +155,13 @@ def turn_create(
     max_tokens: int | None = None,
     owner_channel: str = "",
     thinking_budget: int = 0,
+    attachments: Sequence[uuid.UUID] = (),
 ) -> tuple[Message, Message]:
     """Save the user's message and an empty streaming assistant message after it, atomically.
 
     `owner_channel` is the channel-layer address that answers stops for the reply.
+    `attachments`: the user's unsent uploads that go with the message (TurnRefused if one is
+    gone); the saved message has them, in order, in `sent_attachments`.
 
     Raises ReplyAlreadyStreaming when another reply in this conversation is still streaming;
     then nothing is saved, so the caller can tell the user without losing their text.
@@ -155,9 +183,13 @@ def turn_create(
                     ),
                 ]
             )
+            user_message.sent_attachments = _bind_attachments(
+                message=user_message, user_id=conversation.user_id, ids=attachments
+            )
             fields: dict[str, object] = {}
             if not conversation.title:
-                fields["title"] = conversation.title = _title_from(text)
+                named = text or ", ".join(a.name for a in user_message.sent_attachments)
+                fields["title"] = conversation.title = _title_from(named)
             _touch(conversation, **fields)
     except IntegrityError as exc:
         raise ReplyAlreadyStreaming from exc
@@ -197,6 +229,7 @@ def _replace_last_reply(
             if new_text is not None:
                 last_user.content = new_text
                 last_user.save(update_fields=["content"])
+            last_user.sent_attachments = list(last_user.attachments.all())
             assistant_message = _reply_row(
                 conversation,
                 model=model,

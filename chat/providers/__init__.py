@@ -6,6 +6,7 @@ from django.conf import settings
 
 from .base import (
     ChatTurn,
+    FilePart,
     Provider,
     ProviderError,
     StreamEnd,
@@ -19,6 +20,7 @@ from .base import (
 
 __all__ = [
     "ChatTurn",
+    "FilePart",
     "Provider",
     "ProviderError",
     "StreamEnd",

@@ -29,7 +29,9 @@ per delta.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import html
 import json
 import socket
 import weakref
@@ -42,6 +44,7 @@ from django.conf import settings
 
 from .base import (
     ChatTurn,
+    FilePart,
     ProviderError,
     StreamEnd,
     StreamEvent,
@@ -185,8 +188,7 @@ class AnthropicProvider:
     ) -> AsyncIterator[StreamEvent]:
         client = self._client()
         messages = cast(
-            "list[anthropic.types.MessageParam]",
-            [{"role": turn.role, "content": turn.content} for turn in history],
+            "list[anthropic.types.MessageParam]", [message_param(turn) for turn in history]
         )
         ended = False
         stop_reason, output_tokens = "end_turn", None
@@ -267,6 +269,33 @@ class AnthropicProvider:
         except (anthropic.APIError, httpx2.TransportError) as exc:
             raise ProviderError(describe_error(exc, model=model)) from exc
         return "".join(block.text for block in message.content if block.type == "text")
+
+
+def message_param(turn: ChatTurn) -> dict[str, Any]:
+    """A turn as the Messages API takes it: plain text, or (with files) its files' blocks and
+    then its text. Images go as image blocks and PDFs as document blocks (both base64, the file's
+    bytes); a text file as a text block that names it."""
+    if not turn.files:
+        return {"role": turn.role, "content": turn.content}
+    blocks = [_file_block(part) for part in turn.files]
+    if turn.content:
+        blocks.append({"type": "text", "text": turn.content})
+    return {"role": turn.role, "content": blocks}
+
+
+def _file_block(part: FilePart) -> dict[str, Any]:
+    if part.kind == "text":
+        name = html.escape(part.name)
+        text = part.data.decode("utf-8")
+        return {"type": "text", "text": f'<document name="{name}">\n{text}\n</document>'}
+    source = {
+        "type": "base64",
+        "media_type": part.media_type,
+        "data": base64.b64encode(part.data).decode("ascii"),
+    }
+    if part.kind == "image":
+        return {"type": "image", "source": source}
+    return {"type": "document", "source": source, "title": part.name}
 
 
 async def _server_sent_events(response: httpx2.Response) -> AsyncIterator[tuple[str, bytes]]:

@@ -13,9 +13,27 @@ from typing import Literal, Protocol
 
 
 @dataclass(frozen=True, slots=True)
+class FilePart:
+    """A file in a turn, before its text: an image, a PDF (`document`) or a text file.
+
+    `data` holds its bytes once they are read for a request (chat/replies/turns.py reads them
+    only for the turns that fit the context window); `tokens` is an estimate of its cost."""
+
+    kind: Literal["image", "document", "text"]
+    media_type: str
+    name: str
+    tokens: int
+    key: str = ""
+    """Where the app keeps it (an attachment's id); the provider ignores it."""
+    data: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
 class ChatTurn:
     role: Literal["user", "assistant"]
     content: str
+    files: tuple[FilePart, ...] = ()
+    """Files the turn carries, in order, before its text (a user's attachments)."""
 
 
 @dataclass(frozen=True, slots=True)

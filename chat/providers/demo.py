@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 
 from .base import (
     ChatTurn,
+    FilePart,
     StreamEnd,
     StreamEvent,
     StreamStart,
@@ -60,6 +61,30 @@ to the answer.\
 _WORDS = re.compile(r"\S+\s*|\s+")
 
 
+def received(history: list[ChatTurn]) -> str:
+    """What the demo says of the files the last message carried (it cannot read them)."""
+    user_turns = [turn for turn in history if turn.role == "user"]
+    files = user_turns[-1].files if user_turns else ()
+    if not files:
+        return ""
+    listed = "; ".join(f"**{part.name}** ({_describe(part)})" for part in files)
+    count = f"{len(files)} file{'s' if len(files) > 1 else ''}"
+    return (
+        f"I received {count}: {listed}. The demo model cannot look inside them; Claude reads "
+        "images, PDFs and text files like these.\n\n"
+    )
+
+
+def _describe(part: FilePart) -> str:
+    size = f"{len(part.data):,} bytes"
+    if part.kind == "image":
+        return f"an image, {part.media_type}, {size}"
+    if part.kind == "document":
+        return f"a PDF document, {size}"
+    lines = part.data.decode("utf-8", "replace").count("\n") + 1
+    return f"a text file, {lines:,} line{'s' if lines > 1 else ''}"
+
+
 class DemoProvider:
     name = "Demo (offline)"
 
@@ -86,7 +111,7 @@ class DemoProvider:
                 await asyncio.sleep(self._token_delay)
             yield ThinkingSigned(signature="")
             max_tokens -= len(thought)
-        answer = DEMO_ANSWER
+        answer = received(history) + DEMO_ANSWER
         if history and history[-1].role == "assistant" and answer.startswith(history[-1].content):
             answer = answer[len(history[-1].content) :]  # Continue: the rest of the answer
         words = _WORDS.findall(answer)

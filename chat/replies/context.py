@@ -1,8 +1,9 @@
 """Fitting a conversation into the model's context window.
 
-Token counts here are estimates from the text (about three characters a token, on the safe side
-of the four a token that English usually takes), so the budget errs towards trimming a little
-early rather than failing at the API.
+Token counts here are estimates: text's from its length (about three characters a token, on the
+safe side of the four a token that English usually takes), so the budget errs towards trimming a
+little early rather than failing at the API. A file costs what chat/files/checks.py estimated
+when it was attached (an image at most 1,600 tokens, a PDF page 1,500, a text file its text's).
 """
 
 from __future__ import annotations
@@ -14,6 +15,11 @@ from chat.providers import ChatTurn
 
 def estimate_prompt_tokens(text: str) -> int:
     return (len(text) + 2) // 3
+
+
+def turn_tokens(turn: ChatTurn) -> int:
+    """A turn's estimated cost: its text's, and its files' (chat/files/checks.py estimates)."""
+    return estimate_prompt_tokens(turn.content) + sum(part.tokens for part in turn.files)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +49,7 @@ def fit_history(
     would be written to the cache again (at 1.25x the input price) instead of read (0.1x).
     """
     budget = context_tokens - max_tokens - estimate_prompt_tokens(system)
-    costs = [estimate_prompt_tokens(turn.content) for turn in turns]
+    costs = [turn_tokens(turn) for turn in turns]
     total = sum(costs)
     if total <= budget:
         return Fitted(turns=list(turns), dropped=0)

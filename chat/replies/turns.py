@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import AsyncIterator, Generator
+from collections.abc import AsyncIterator, Generator, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -31,6 +31,7 @@ from django.conf import settings
 
 from chat.data import selectors, services
 from chat.data.services import LimitReached, ReplyAlreadyStreaming, TurnRefused
+from chat.files import store
 from chat.models import Conversation, Message
 from chat.providers import ChatTurn, Thinking, catalog, get_provider
 from chat.replies import admission, context, layer, stops
@@ -66,21 +67,31 @@ async def begin(
     conversation: Conversation,
     text: str = "",
     kind: TurnKind = "send",
+    attachments: Sequence[uuid.UUID] = (),
     starter: Watcher | None = None,
 ) -> Reply:
     """Start a reply: to a new user message (send), to the last one again (regenerate), to
     the last one edited to `text` (edit), or from where the last reply was cut off (continue).
 
+    `attachments`: the user's unsent uploads (chat/files/store.py) that go with a new message.
     `starter` is the page that asked (its turn-started frame empties its composer). Raises
-    TurnRefused (nothing saved) if the turn cannot start.
+    TurnRefused (nothing saved, the uploads kept for another try) if the turn cannot start.
     """
-    reply, _ = await _begin(conversation, text, kind, starter=starter, hold=False)
+    reply, _ = await _begin(
+        conversation, _Asked(text, kind, tuple(attachments)), starter=starter, hold=False
+    )
     return reply
 
 
-def start(*, conversation: Conversation, text: str, kind: TurnKind = "send") -> Starting:
+def start(
+    *,
+    conversation: Conversation,
+    text: str,
+    kind: TurnKind = "send",
+    attachments: Sequence[uuid.UUID] = (),
+) -> Starting:
     """Start a turn held by the caller: `turn = await start(...)` or `async with start(...)`."""
-    return Starting(conversation, text, kind)
+    return Starting(conversation, _Asked(text, kind, tuple(attachments)))
 
 
 def watch(conversation_id: uuid.UUID | str, page: Watcher) -> Reply | None:
@@ -163,15 +174,16 @@ class Turn:
 class Starting:
     """`start()`'s result: await it for a `Turn`, or use it as `async with`."""
 
-    def __init__(self, conversation: Conversation, text: str, kind: TurnKind) -> None:
-        self._args = (conversation, text, kind)
+    def __init__(self, conversation: Conversation, asked: _Asked) -> None:
+        self._conversation = conversation
+        self._asked = asked
         self._turn: Turn | None = None
 
     def __await__(self) -> Generator[Any, None, Turn]:
         return self._start().__await__()
 
     async def _start(self) -> Turn:
-        reply, events = await _begin(*self._args, starter=None, hold=True)
+        reply, events = await _begin(self._conversation, self._asked, starter=None, hold=True)
         assert events is not None
         return Turn(reply, events)
 
@@ -189,10 +201,18 @@ class Starting:
         await self._turn.leave()
 
 
+@dataclass(frozen=True, slots=True)
+class _Asked:
+    """What a door asked for: the turn's kind, its text, and the uploads sent with it."""
+
+    text: str
+    kind: TurnKind
+    attachments: tuple[uuid.UUID, ...] = ()
+
+
 async def _begin(
     conversation: Conversation,
-    text: str,
-    kind: TurnKind,
+    asked: _Asked,
     *,
     starter: Watcher | None,
     hold: bool,
@@ -202,14 +222,14 @@ async def _begin(
     # A busy process says so before anything is saved.
     with admission.admitted():
         channel = await layer.new_channel()
-        prepared = await database_sync_to_async(_prepare)(conversation, kind, text, channel)
+        prepared = await database_sync_to_async(_prepare)(conversation, asked, channel)
         reply = Reply(
             started=prepared.started,
             channel=channel,
             history=prepared.history,
             system=conversation.system_prompt,
             provider=get_provider(),
-            continues=kind == "continue",
+            continues=asked.kind == "continue",
             title_from=prepared.title_from,
             refusal=prepared.refusal,
             thinking=prepared.thinking,
@@ -277,10 +297,9 @@ def _request(conversation: Conversation, kind: TurnKind) -> _Request:
     return _Request(model, max_tokens, budget, thinking)
 
 
-def _prepare(
-    conversation: Conversation, kind: TurnKind, text: str, reply_channel: str
-) -> _Prepared:
+def _prepare(conversation: Conversation, asked: _Asked, reply_channel: str) -> _Prepared:
     """Save the turn (one transaction) and build the request's history."""
+    kind, text = asked.kind, asked.text
     # The caller's copy may predate a change of model, system prompt or title: read them now.
     conversation.refresh_from_db(fields=["model", "system_prompt", "title", "thinking_budget"])
     had_title = bool(conversation.title)
@@ -296,6 +315,7 @@ def _prepare(
             max_tokens=max_tokens,
             owner_channel=reply_channel,
             thinking_budget=budget,
+            attachments=asked.attachments,
         )
     elif kind == "continue":
         assistant_message = services.turn_continue(
@@ -342,6 +362,7 @@ def _prepare(
         history, trimmed = fitted.turns, fitted.dropped
     except context.ContextTooSmall as exc:
         history, trimmed, refusal = [], 0, str(exc)
+    history = store.with_bytes(history)  # only now: the files of turns that fit
     if trimmed:
         logger.info(
             "conversation %s: %d oldest turns left out to fit the context window",
@@ -356,7 +377,8 @@ def _prepare(
         removed=tuple(removed),
         trimmed=trimmed,
     )
-    title_from = (conversation.title, text) if kind == "send" and not had_title else None
+    asked_about = text or conversation.title  # (a message of files only: their names)
+    title_from = (conversation.title, asked_about) if kind == "send" and not had_title else None
     return _Prepared(
         started=started,
         history=history,

@@ -201,6 +201,9 @@ def app_env(
         "CHAT_MAX_REPLIES_PER_PROCESS": "0",
         "CHAT_MAX_LOOP_LAG": "0",
         "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
+        # Attachments of every test process in one place outside the repo (files are named by
+        # new ids: processes sharing a database share it; the others never meet).
+        "CHAT_ATTACHMENTS_DIR": str(Path(tempfile.gettempdir()) / "stopchat-test-attachments"),
         "PYTHONUNBUFFERED": "1",
         # The SDK (httpx) honours proxy variables: never send the fake's traffic to a proxy.
         "NO_PROXY": no_proxy,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -194,10 +195,10 @@ class ChatConsumer(LayerResilientConsumer):
             result = await turns.stop(self.conversation.pk)
             if result.outcome == "unavailable":
                 self._notice(result.text + KEPT, level="error")
-            elif frame.message:
-                await self._begin("send", frame.message)
+            elif frame.message or frame.attachments:
+                await self._begin("send", frame.message, frame.attachments)
         else:
-            await self._begin(frame.action, frame.message)
+            await self._begin(frame.action, frame.message, frame.attachments)
 
     async def _stop(self) -> None:
         """Stop the conversation's reply, wherever it runs; say so unless it simply stopped."""
@@ -205,9 +206,17 @@ class ChatConsumer(LayerResilientConsumer):
         if result.outcome != "stopped":
             self._notice(result.text, level="error" if result.outcome == "unavailable" else "info")
 
-    async def _begin(self, kind: turns.TurnKind, text: str) -> None:
+    async def _begin(
+        self, kind: turns.TurnKind, text: str, attachments: tuple[uuid.UUID, ...] = ()
+    ) -> None:
         try:
-            await turns.begin(conversation=self.conversation, text=text, kind=kind, starter=self)
+            await turns.begin(
+                conversation=self.conversation,
+                text=text,
+                kind=kind,
+                attachments=attachments,
+                starter=self,
+            )
         except turns.TurnRefused as exc:
             self._notice(f"{exc}{KEPT if kind == 'send' else ''}", level="error")
 

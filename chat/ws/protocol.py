@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Literal, cast
 
+from chat.files.checks import AttachmentRefused, clean_ids
 from chat.replies.inputs import InvalidMessage, clean_message
 
 Action = Literal["send", "stop", "stop_and_send", "regenerate", "edit", "continue"]
@@ -27,6 +29,8 @@ class FrameError(InvalidMessage):
 class ClientFrame:
     action: Action
     message: str
+    attachments: tuple[uuid.UUID, ...] = ()
+    """Uploads sent with a new message (send, stop_and_send), in order."""
 
 
 #: Characters of JSON per character of message, at worst: an astral character escaped by a
@@ -53,13 +57,16 @@ def parse_client_frame(raw: str, *, max_message_chars: int) -> ClientFrame:
         return ClientFrame(action="stop", message="")
     try:
         message = clean_message(data.get("message", ""), max_chars=max_message_chars)
-    except InvalidMessage as exc:
+        attachments: list[uuid.UUID] = []
+        if action in ("send", "stop_and_send"):
+            attachments = clean_ids(data.get("attachments"))
+    except (InvalidMessage, AttachmentRefused) as exc:
         raise FrameError(str(exc)) from None
-    if action == "send" and not message:
+    if action == "send" and not message and not attachments:
         raise FrameError("Type a message first.")
     if action == "edit" and not message:
         raise FrameError("The edited message is empty: type something, or cancel the edit.")
-    return ClientFrame(action=cast(Action, action), message=message)
+    return ClientFrame(action=cast(Action, action), message=message, attachments=tuple(attachments))
 
 
 class FrameBudget:

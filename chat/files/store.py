@@ -1,0 +1,150 @@
+"""Attachments kept: stored, bound to the message they were sent with, read back, deleted.
+
+Plain synchronous functions (async callers wrap them in `database_sync_to_async`). A file is
+stored under a name made of its owner and a new id (`<user id>/<uuid>.<type's extension>`),
+never of the name the user gave. A row's deletion, however it comes (its message, its
+conversation or its user deleted, or an unsent upload reaped), deletes its files once the
+transaction commits (`_delete_files`, connected in chat/apps.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
+from django.core.files.base import ContentFile
+from django.core.files.storage import storages
+from django.db import transaction
+from django.utils import timezone
+
+from chat.files.checks import AttachmentRefused, CheckedFile
+from chat.models import Attachment
+from chat.providers import ChatTurn, FilePart
+
+logger = logging.getLogger(__name__)
+
+#: Unsent uploads a user may have waiting at once (composers in several tabs, removed chips).
+UNSENT_PER_USER_FACTOR = 4
+
+
+def attachment_create(*, user: AbstractBaseUser, checked: CheckedFile) -> Attachment:
+    """Store a checked file as the user's, not yet sent with any message."""
+    unsent = Attachment.objects.filter(user_id=user.pk, message__isnull=True).count()
+    if unsent >= settings.CHAT_MAX_ATTACHMENTS * UNSENT_PER_USER_FACTOR:
+        raise AttachmentRefused(
+            f"You have {unsent} files attached but not sent: send or remove some first.",
+            status=429,
+        )
+    storage = storages["attachments"]
+    attachment_id = uuid.uuid4()
+    stem = f"{user.pk}/{attachment_id.hex}"
+    saved: list[str] = []
+    try:
+        saved.append(storage.save(f"{stem}.{checked.extension}", ContentFile(checked.data)))
+        thumbnail = ""
+        if checked.thumbnail:
+            thumbnail = storage.save(f"{stem}.thumb.webp", ContentFile(checked.thumbnail))
+            saved.append(thumbnail)
+        return Attachment.objects.create(
+            id=attachment_id,
+            user_id=user.pk,
+            name=checked.name,
+            kind=checked.kind,
+            media_type=checked.media_type,
+            size=len(checked.data),
+            file=saved[0],
+            thumbnail=thumbnail,
+            width=checked.width,
+            height=checked.height,
+            pages=checked.pages,
+            tokens=checked.tokens,
+        )
+    except BaseException:
+        for name in saved:
+            storage.delete(name)
+        raise
+
+
+def attachment_for_user(
+    *, attachment_id: uuid.UUID | str, user: User | AnonymousUser
+) -> Attachment | None:
+    """The attachment if `user` owns it (or may view every conversation in the admin)."""
+    if not user.is_authenticated:
+        return None
+    found = Attachment.objects.filter(pk=attachment_id).first()
+    if found is None:
+        return None
+    if found.user_id == user.pk or user.has_perm("chat.view_attachment"):
+        return found
+    return None
+
+
+def discard_unsent(*, attachment_id: uuid.UUID | str, user: AbstractBaseUser) -> bool:
+    """Remove an upload the user took back out of the composer (never a sent one)."""
+    deleted, _ = Attachment.objects.filter(
+        pk=attachment_id, user_id=user.pk, message__isnull=True
+    ).delete()
+    return deleted > 0
+
+
+def read(attachment: Attachment) -> bytes:
+    with storages["attachments"].open(attachment.file.name or "", "rb") as handle:
+        data: bytes = handle.read()
+    return data
+
+
+def with_bytes(turns: list[ChatTurn]) -> list[ChatTurn]:
+    """The turns with their files' bytes read (for a request: only the turns that fit). A file
+    gone from the storage is said to be gone, in its place, rather than failing the turn."""
+    keys = {part.key for turn in turns for part in turn.files}
+    if not keys:
+        return turns
+    found = {str(a.pk): a for a in Attachment.objects.filter(pk__in=keys)}
+    return [
+        dataclasses.replace(turn, files=tuple(_read_part(part, found) for part in turn.files))
+        for turn in turns
+    ]
+
+
+def _read_part(part: FilePart, found: dict[str, Attachment]) -> FilePart:
+    attachment = found.get(part.key)
+    try:
+        if attachment is None:
+            raise FileNotFoundError(part.key)
+        return dataclasses.replace(part, data=read(attachment))
+    except OSError:
+        logger.exception("attachment %s (%s) could not be read", part.key, part.name)
+        gone = f"(The attached file {part.name} is no longer available.)"
+        return FilePart(
+            kind="text", media_type="text/plain", name=part.name, tokens=20, data=gone.encode()
+        )
+
+
+def reap_unsent(*, older_than: timedelta | None = None) -> int:
+    """Delete uploads never sent (older than CHAT_UNSENT_ATTACHMENT_TTL); how many."""
+    age = older_than or timedelta(seconds=settings.CHAT_UNSENT_ATTACHMENT_TTL)
+    deleted, _ = Attachment.objects.filter(
+        message__isnull=True, created_at__lt=timezone.now() - age
+    ).delete()
+    return deleted
+
+
+def delete_files(sender: Any, instance: Attachment, **kwargs: Any) -> None:
+    """post_delete of an Attachment: its files go once the deletion is committed (a rolled
+    back deletion keeps them)."""
+    names = [name for name in (instance.file.name, instance.thumbnail.name) if name]
+
+    def delete() -> None:
+        storage = storages["attachments"]
+        for name in names:
+            try:
+                storage.delete(name)
+            except OSError:
+                logger.exception("attachment %s: file %s could not be deleted", instance.pk, name)
+
+    transaction.on_commit(delete)
