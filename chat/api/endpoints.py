@@ -14,21 +14,26 @@ address, as any reply's.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import json
 import logging
+import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine
 from functools import wraps
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.contrib.auth.models import User
-from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponseBase, JsonResponse, StreamingHttpResponse
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 
 from chat.data import api_tokens, selectors, services
+from chat.files import checks, store
+from chat.files.checks import AttachmentRefused
 from chat.models import Conversation, Message
 from chat.replies import turns
 from chat.replies.events import ReplyFinished, TextBatch, TurnStarted
@@ -78,12 +83,29 @@ def api_view(*methods: str) -> Callable[[ApiView], ApiView]:
     return decorate
 
 
-def _json_body(request: HttpRequest) -> dict[str, Any]:
-    """The request's JSON object (an empty body is an empty object); InvalidMessage if it is not."""
-    try:
-        body = request.body
-    except RequestDataTooBig:
-        raise InvalidMessage("The request body is too large.") from None
+class BodyTooLarge(InvalidMessage):
+    """A request body over the API's limit (413)."""
+
+
+def body_limit() -> int:
+    """The largest body the messages endpoint reads: the most files a message may carry, each
+    of the largest size, in base64, with the longest message (escaped) and room to spare."""
+    per_file = (settings.CHAT_MAX_ATTACHMENT_BYTES + 2) // 3 * 4 + 1024
+    message = settings.CHAT_MAX_MESSAGE_CHARS * 12
+    return settings.CHAT_MAX_ATTACHMENTS * per_file + message + 64 * 1024
+
+
+def _json_body(request: HttpRequest, *, limit: int | None = None) -> dict[str, Any]:
+    """The request's JSON object (an empty body is an empty object); InvalidMessage if it is
+    not, BodyTooLarge past `limit` bytes (Django's DATA_UPLOAD_MAX_MEMORY_SIZE by default),
+    told by Content-Length before a byte is read."""
+    limit = limit or settings.DATA_UPLOAD_MAX_MEMORY_SIZE or 2_621_440
+    too_large = BodyTooLarge(f"The request body is too large: at most {limit:,} bytes here.")
+    if int(request.META.get("CONTENT_LENGTH") or 0) > limit:
+        raise too_large
+    body = request.read(limit + 1)
+    if len(body) > limit:
+        raise too_large
     if not body.strip():
         return {}
     try:
@@ -112,11 +134,28 @@ def _newest_conversations_json(user: User, limit: int = 50) -> list[dict[str, An
     return [_conversation_json(c) for c in selectors.conversation_list(user=user)[:limit]]
 
 
-def _message_json(message: Message) -> dict[str, Any]:
+def _invalid(exc: InvalidMessage) -> JsonResponse:
+    if isinstance(exc, BodyTooLarge):
+        return error(413, "request_too_large", str(exc))
+    return error(400, "invalid_request_error", str(exc))
+
+
+def _message_json(message: Message, request: HttpRequest) -> dict[str, Any]:
     return {
         "id": message.pk,
         "role": message.role,
         "content": message.content,
+        "attachments": [
+            {
+                "id": str(a.pk),
+                "name": a.name,
+                "kind": a.kind,
+                "media_type": a.media_type,
+                "size": a.size,
+                "url": request.build_absolute_uri(reverse("chat:attachment", args=[a.pk])),
+            }
+            for a in message.files
+        ],
         "thinking": message.thinking,
         "thinking_signature": message.thinking_signature,
         "thinking_ms": message.thinking_ms,
@@ -151,7 +190,7 @@ async def conversations(request: HttpRequest, user: User) -> HttpResponseBase:
     try:
         data = _json_body(request)
     except InvalidMessage as exc:
-        return error(400, "invalid_request_error", str(exc))
+        return _invalid(exc)
     title = data.get("title", "")
     if not isinstance(title, str) or len(title) > 200:
         return error(400, "invalid_request_error", "The title must be text of 200 characters.")
@@ -179,7 +218,7 @@ async def conversation(request: HttpRequest, user: User, conversation_id: str) -
         return _not_found()
     messages = await database_sync_to_async(selectors.all_messages)(conversation=found)
     return JsonResponse(
-        _conversation_json(found) | {"messages": [_message_json(m) for m in messages]}
+        _conversation_json(found) | {"messages": [_message_json(m, request) for m in messages]}
     )
 
 
@@ -206,33 +245,38 @@ async def conversation_stop(
 
 @api_view("POST")
 async def messages(request: HttpRequest, user: User, conversation_id: str) -> HttpResponseBase:
-    """Send `{"message": "…"}`; the reply streams back as server-sent events."""
+    """Send `{"message": "…", "attachments": [{"name", "media_type", "data"}]}` (files in
+    base64, optional); the reply streams back as server-sent events. A refused message (a bad
+    file included) keeps nothing."""
     found = await selectors.aconversation_for_user(conversation_id=conversation_id, user=user)
     if found is None:
         return _not_found()
     try:
-        data = _json_body(request)
+        data = _json_body(request, limit=body_limit())
         text = clean_message(data.get("message", ""), max_chars=settings.CHAT_MAX_MESSAGE_CHARS)
+        files = await sync_to_async(_checked_files, thread_sensitive=False)(data.get("attachments"))
     except InvalidMessage as exc:
-        return error(400, "invalid_request_error", str(exc))
-    if not text:
-        return error(400, "invalid_request_error", 'Send {"message": "…"} with some text.')
-    try:
-        turn = await turns.start(conversation=found, text=text)
-    except turns.ReplyAlreadyStreaming as exc:
+        return _invalid(exc)
+    except AttachmentRefused as exc:
+        return _turn_refused(exc, found)
+    if not text and not files:
         return error(
-            409,
-            "conflict",
-            f"{exc} (POST {reverse('chat:api_conversation_stop', args=[found.pk])})",
+            400, "invalid_request_error", 'Send {"message": "…"} with some text (or files).'
         )
-    except turns.LimitReached as exc:
-        return error(429, "rate_limit_error", str(exc))
-    except turns.ServerBusy as exc:
-        busy = error(503, "overloaded_error", str(exc))
-        busy["Retry-After"] = str(exc.retry_after)
-        return busy
-    except turns.TurnRefused as exc:
-        return error(409, "conflict", str(exc))
+    ids: list[uuid.UUID] = []
+    try:
+        for checked in files:
+            stored = await database_sync_to_async(store.attachment_create)(
+                user=user, checked=checked
+            )
+            ids.append(stored.pk)
+        turn = await turns.start(conversation=found, text=text, attachments=ids)
+    except (turns.TurnRefused, AttachmentRefused) as exc:
+        await database_sync_to_async(store.discard_all_unsent)(ids=ids, user=user)
+        return _turn_refused(exc, found)
+    except BaseException:
+        await database_sync_to_async(store.discard_all_unsent)(ids=ids, user=user)
+        raise
     # The reply never outlives its request: when the request ends in any way (the caller hung
     # up before the stream began, a server error), it is stopped. The stream below stops it
     # first in the usual cases; a second stop is a no-op.
@@ -243,6 +287,50 @@ async def messages(request: HttpRequest, user: User, conversation_id: str) -> Ht
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # a proxy in front must not hold the batches back
     return response
+
+
+def _turn_refused(
+    exc: turns.TurnRefused | AttachmentRefused, conversation: Conversation
+) -> JsonResponse:
+    """A message that was not taken (nothing of it kept), as the API says it."""
+    if isinstance(exc, AttachmentRefused):
+        return error(exc.status, exc.error_type, str(exc))
+    if isinstance(exc, turns.ReplyAlreadyStreaming):
+        stop = reverse("chat:api_conversation_stop", args=[conversation.pk])
+        return error(409, "conflict", f"{exc} (POST {stop})")
+    if isinstance(exc, turns.LimitReached):
+        return error(429, "rate_limit_error", str(exc))
+    if isinstance(exc, turns.ServerBusy):
+        busy = error(503, "overloaded_error", str(exc))
+        busy["Retry-After"] = str(exc.retry_after)
+        return busy
+    return error(409, "conflict", str(exc))
+
+
+def _checked_files(value: object) -> list[checks.CheckedFile]:
+    """The request's `attachments`, each decoded and checked (in a worker thread: base64 and
+    Pillow take a while on 10 MB). AttachmentRefused (nothing kept) for the first bad one."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise AttachmentRefused('"attachments" must be a list of {"name", "media_type", "data"}.')
+    checks.check_count(len(value))
+    checked = []
+    for index, item in enumerate(value, start=1):
+        if not isinstance(item, dict) or not isinstance(item.get("data"), str):
+            raise AttachmentRefused(
+                f'Attachment {index} must be {{"name", "media_type", "data"}} with the file in '
+                'base64 as "data".'
+            )
+        name = checks.clean_name(item.get("name") or f"file {index}")
+        encoded = item["data"]
+        checks.check_size(name, len(encoded) * 3 // 4 - encoded[-2:].count("="))
+        try:
+            data = base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError):
+            raise AttachmentRefused(f'{name}: "data" is not valid base64.') from None
+        checked.append(checks.check_file(name, data, item.get("media_type", "")))
+    return checked
 
 
 async def _event_stream(turn: turns.Turn) -> AsyncIterator[bytes]:

@@ -78,6 +78,13 @@ class AttachmentRefused(ValueError):
         super().__init__(message)
         self.status = status
 
+    @property
+    def error_type(self) -> str:
+        """The JSON error's `type` (Anthropic's names for the same refusals)."""
+        return {413: "request_too_large", 429: "rate_limit_error"}.get(
+            self.status, "invalid_request_error"
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class CheckedFile:

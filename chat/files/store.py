@@ -22,7 +22,7 @@ from django.core.files.storage import storages
 from django.db import transaction
 from django.utils import timezone
 
-from chat.files.checks import AttachmentRefused, CheckedFile
+from chat.files.checks import AttachmentRefused, CheckedFile, check_file
 from chat.models import Attachment
 from chat.providers import ChatTurn, FilePart
 
@@ -68,6 +68,19 @@ def attachment_create(*, user: AbstractBaseUser, checked: CheckedFile) -> Attach
         for name in saved:
             storage.delete(name)
         raise
+
+
+def attach(
+    *, user: AbstractBaseUser, name: object, data: bytes, declared_type: object = ""
+) -> Attachment:
+    """Check a file and store it as the user's, unsent (the API's and the terminal's way in;
+    the page uploads through chat/web/attachments.py). AttachmentRefused says why not."""
+    return attachment_create(user=user, checked=check_file(name, data, declared_type))
+
+
+def discard_all_unsent(*, ids: list[uuid.UUID], user: AbstractBaseUser) -> None:
+    """Remove uploads made for a message that was then refused (nothing of it is kept)."""
+    Attachment.objects.filter(pk__in=ids, user_id=user.pk, message__isnull=True).delete()
 
 
 def attachment_for_user(

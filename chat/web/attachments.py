@@ -50,8 +50,7 @@ PDF_CSP: dict[str, Any] = {
 
 
 def _refused(exc: AttachmentRefused) -> JsonResponse:
-    kind = "request_too_large" if exc.status == 413 else "invalid_request_error"
-    return JsonResponse({"error": {"type": kind, "message": str(exc)}}, status=exc.status)
+    return JsonResponse({"error": {"type": exc.error_type, "message": str(exc)}}, status=exc.status)
 
 
 def _read_upload(request: HttpRequest) -> checks.CheckedFile:
