@@ -6,11 +6,12 @@ from django.contrib import admin
 from django.db.models import Count, Max, Q, QuerySet
 from django.forms import ModelForm
 from django.http import HttpRequest, HttpResponse
+from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.utils.cache import add_never_cache_headers
 
 from chat.data import api_tokens
-from chat.models import ApiToken, Conversation, Message
+from chat.models import ApiToken, Attachment, Conversation, Message
 
 TRANSCRIPT_FIELDS = (
     "role",
@@ -18,6 +19,7 @@ TRANSCRIPT_FIELDS = (
     "stop_reason",
     "thinking",
     "shown_text",
+    "files",
     "input_tokens",
     "cache_display",
     "output_tokens_display",
@@ -40,9 +42,16 @@ class MessageInline(admin.TabularInline):
     def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Message]:
+        return super().get_queryset(request).prefetch_related("attachments")
+
     @admin.display(description="text")
     def shown_text(self, obj: Message) -> str:
         return obj.display_text
+
+    @admin.display(description="files")
+    def files(self, obj: Message) -> str:
+        return attachment_links(obj.files, thumbnails=False)
 
     @admin.display(description="cached input")
     def cache_display(self, obj: Message) -> str:
@@ -109,6 +118,59 @@ class ConversationAdmin(admin.ModelAdmin):
         return obj.last_activity or obj.updated_at  # type: ignore[attr-defined]
 
 
+def attachment_links(files: list[Attachment], *, thumbnails: bool) -> str:
+    """Links that open each file (through the owner-only view, which lets admins in too)."""
+    return render_to_string(
+        "admin/chat/_attachments.html", {"files": files, "thumbnails": thumbnails}
+    )
+
+
+ATTACHMENT_FIELDS = (
+    *("preview", "user", "message", "name", "kind", "media_type", "size", "pages"),
+    *("width", "height", "tokens", "position", "created_at"),
+)
+
+
+class AttachmentInline(admin.TabularInline):
+    model = Attachment
+    extra = 0
+    can_delete = False
+    fields = ("preview", "kind", "media_type", "size", "pages", "width", "height", "created_at")
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    @admin.display(description="file")
+    def preview(self, obj: Attachment) -> str:
+        return attachment_links([obj], thumbnails=True)
+
+
+@admin.register(Attachment)
+class AttachmentAdmin(admin.ModelAdmin):
+    """Every file users attached; deleting one here deletes its file too."""
+
+    list_display = ["name", "user", "kind", "media_type", "size", "message", "created_at"]
+    list_filter = ["kind", "media_type", "created_at"]
+    search_fields = ["name", "user__username"]
+    list_select_related = ["user", "message"]
+    fields = ATTACHMENT_FIELDS
+    readonly_fields = ATTACHMENT_FIELDS
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    @admin.display(description="file")
+    def preview(self, obj: Attachment) -> str:
+        return attachment_links([obj], thumbnails=True)
+
+
 @admin.register(Message)
 class MessageAdmin(admin.ModelAdmin):
     list_display = ["__str__", "conversation", "role", "status", "stop_reason", "created_at"]
@@ -116,6 +178,7 @@ class MessageAdmin(admin.ModelAdmin):
     search_fields = ["content", "thinking", "conversation__title"]
     readonly_fields = [f.name for f in Message._meta.get_fields() if f.concrete] + ["shown_text"]
     list_select_related = ["conversation"]
+    inlines = [AttachmentInline]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -1,4 +1,5 @@
 """Closes replies whose owner died: a process killed mid-reply leaves its message `streaming`.
+(It also deletes attachments uploaded into a composer and never sent, after a day.)
 
 Each server process runs `reap_once()` when it starts serving and then every
 CHAT_REAPER_INTERVAL seconds; `manage.py reap_orphans` runs it by hand. A reply is an orphan when
@@ -20,6 +21,7 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 
 from chat.data import services
+from chat.files import store
 from chat.replies.registry import registry
 
 logger = logging.getLogger(__name__)
@@ -45,10 +47,19 @@ async def reap_once(*, older_than: float | None = None) -> int:
     return len(closed)
 
 
+async def reap_unsent_files() -> int:
+    """Delete files uploaded into a composer and never sent (CHAT_UNSENT_ATTACHMENT_TTL)."""
+    deleted = await database_sync_to_async(store.reap_unsent)()
+    if deleted:
+        logger.info("reaper deleted %d attachments never sent", deleted)
+    return deleted
+
+
 async def _run_forever() -> None:
     while True:
         try:
             await reap_once()
+            await reap_unsent_files()
         except Exception:
             logger.exception("the reaper failed; it will try again")
         await asyncio.sleep(settings.CHAT_REAPER_INTERVAL)

@@ -21,7 +21,7 @@ import contextlib
 import signal
 import sys
 import uuid
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from typing import Any, TypeVar
 
 from django.core.management.base import OutputWrapper
@@ -100,10 +100,17 @@ class Turn:
     """One message and its reply, printed as it streams."""
 
     def __init__(
-        self, *, conversation: Conversation, text: str, console: Console, show_thinking: bool
+        self,
+        *,
+        conversation: Conversation,
+        text: str,
+        console: Console,
+        show_thinking: bool,
+        attachments: Sequence[uuid.UUID] = (),
     ) -> None:
         self.conversation = conversation
         self.text = text
+        self.attachments = attachments
         self.console = console
         self.show_thinking = show_thinking
         self._thinking = False
@@ -131,7 +138,10 @@ class Turn:
         """
         try:
             async with turns.start(
-                conversation=self.conversation, text=self.text, kind="send"
+                conversation=self.conversation,
+                text=self.text,
+                kind="send",
+                attachments=self.attachments,
             ) as turn:
                 self.turn = turn
                 if self.ctrl_c:  # pressed while the turn was being saved: stop it now
@@ -207,14 +217,17 @@ class TerminalChat:
     def __exit__(self, *exc: object) -> None:
         self._runner.close()
 
-    def send(self, *, conversation: Conversation, text: str) -> Message | None:
-        """Send `text` and print the reply as it streams; Ctrl+C stops it. The saved reply, or
-        None if the turn was refused (nothing saved)."""
+    def send(
+        self, *, conversation: Conversation, text: str, attachments: Sequence[uuid.UUID] = ()
+    ) -> Message | None:
+        """Send `text` (with the files `/attach` stored) and print the reply as it streams;
+        Ctrl+C stops it. The saved reply, or None if the turn was refused (nothing saved)."""
         turn = Turn(
             conversation=conversation,
             text=text,
             console=self.console,
             show_thinking=self.show_thinking,
+            attachments=attachments,
         )
         return self._run(turn.run(), on_ctrl_c=turn.interrupt)
 

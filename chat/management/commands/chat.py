@@ -12,16 +12,19 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
 
 from chat.data import selectors, services
-from chat.models import INTERRUPTED_MARKER, Conversation
+from chat.files import checks, store
+from chat.models import INTERRUPTED_MARKER, Attachment, Conversation
 from chat.providers import load_provider
 from chat.replies.inputs import InvalidMessage, clean_message
 from chat.replies.slash import COMMANDS, command_of
@@ -37,6 +40,8 @@ EXCERPT_CHARS = 300
 TERMINAL_HELP = COMMANDS | {
     "/stop": "stop a reply streaming in this conversation elsewhere (a browser tab, another "
     "terminal); Ctrl+C stops the one streaming here",
+    "/attach PATH": "attach a file (an image, a PDF or a text file) to your next message; "
+    "/attach alone lists the files waiting",
 }
 
 
@@ -82,6 +87,20 @@ class Command(BaseCommand):
     def _loop(
         self, console: Console, chat: TerminalChat, user: User, conversation: Conversation | None
     ) -> None:
+        attached: list[Attachment] = []  # /attach: stored, unsent, for the next message
+        try:
+            self._chat(console, chat, user, conversation, attached)
+        finally:
+            store.discard_all_unsent(ids=[a.pk for a in attached], user=user)
+
+    def _chat(
+        self,
+        console: Console,
+        chat: TerminalChat,
+        user: User,
+        conversation: Conversation | None,
+        attached: list[Attachment],
+    ) -> None:
         while True:
             try:
                 raw = input(YOU)
@@ -89,9 +108,12 @@ class Command(BaseCommand):
                 console.line()  # the shell's prompt on a line of its own
                 return
             command = command_of(raw)
-            if command == "/help":
+            path = _attach_argument(raw)
+            if path is not None:
+                self._attach(console, user, path, attached)
+            elif command == "/help":
                 for name, what in TERMINAL_HELP.items():
-                    console.line(f"  {name:<6} {what}")
+                    console.line(f"  {name:<12} {what}")
                 console.line("  Anything else (other slash text included) is sent as a message.")
             elif command == "/new":
                 conversation = None
@@ -117,7 +139,33 @@ class Command(BaseCommand):
                 if conversation is None:
                     conversation = services.conversation_create(user=user)
                     console.line(f"New conversation: {_path(conversation)}")
-                chat.send(conversation=conversation, text=text)
+                ids = [a.pk for a in attached]
+                if chat.send(conversation=conversation, text=text, attachments=ids) is not None:
+                    attached.clear()  # sent with it (a refused message keeps them for the next)
+
+    def _attach(self, console: Console, user: User, path: str, attached: list[Attachment]) -> None:
+        """/attach PATH: check and store the file for the next message; /attach: list them."""
+        if not path:
+            if not attached:
+                console.line("No files attached. /attach PATH adds one to your next message.")
+            for attachment in attached:
+                console.line(f"  {attachment.name} ({_describe(attachment)})")
+            return
+        try:
+            checks.check_count(len(attached) + 1)
+            file = Path(path).expanduser()
+            checks.check_size(file.name, file.stat().st_size)
+            attachment = store.attach(user=user, name=file.name, data=file.read_bytes())
+        except checks.AttachmentRefused as exc:
+            console.line(f"{exc} Nothing was attached.", self.style.ERROR)
+            return
+        except OSError as exc:
+            console.line(f"Cannot read {path}: {exc.strerror or exc}.", self.style.ERROR)
+            return
+        attached.append(attachment)
+        console.line(
+            f"Attached {attachment.name} ({_describe(attachment)}): it goes with your next message."
+        )
 
 
 @contextlib.contextmanager
@@ -138,6 +186,25 @@ def _quiet_logs(verbosity: int) -> Iterator[None]:
     finally:
         for name, level in saved.items():
             logging.getLogger(name).setLevel(level)
+
+
+def _attach_argument(raw: str) -> str | None:
+    """The PATH of `/attach PATH` ("" for `/attach` alone), or None for anything else."""
+    text = raw.strip()
+    if text.lower() == "/attach":
+        return ""
+    if text[:8].lower() == "/attach " or text[:8].lower() == "/attach\t":
+        return text[8:].strip().strip("'\"")
+    return None
+
+
+def _describe(attachment: Attachment) -> str:
+    what = {"image": "image", "document": "PDF", "text": "text"}[attachment.kind]
+    if attachment.width and attachment.height:
+        what += f", {attachment.width} x {attachment.height}"
+    if attachment.pages:
+        what += f", {attachment.pages} page{'s' if attachment.pages > 1 else ''}"
+    return f"{what}, {filesizeformat(attachment.size)}"
 
 
 def _user(username: str | None) -> User:
