@@ -204,12 +204,17 @@ Faults (``FakeConfig.error``)
 
 ``fail_times`` (``None`` = always): the fault applies only to the first N matching requests,
 then requests succeed -- e.g. ``status_529`` + ``fail_times=1`` tests SDK retries.
+
+Files in a request (``content_problem``) are checked as the real API checks them: an image
+block of a type it does not take, or whose bytes are not that type, a document block that is
+not a PDF, bad base64 or an empty text block get its 400 ``invalid_request_error``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import dataclasses
 import hashlib
@@ -575,6 +580,51 @@ def last_message_text(body: Any) -> str:
     if isinstance(messages, list) and messages and isinstance(messages[-1], dict):
         return _content_text(messages[-1].get("content"))
     return ""
+
+
+#: The image types the Messages API takes, and the bytes each starts with.
+IMAGE_MAGIC = {
+    "image/png": (b"\x89PNG\r\n\x1a\n",),
+    "image/jpeg": (b"\xff\xd8\xff",),
+    "image/gif": (b"GIF87a", b"GIF89a"),
+    "image/webp": (b"RIFF",),
+}
+
+
+def content_problem(body: dict[str, Any]) -> str | None:
+    """What the real API would reject in the messages' blocks (its 400 message), or None: an
+    image or PDF whose base64 is bad, whose declared type is not one it takes, or whose bytes
+    are not that type; an empty text block."""
+    messages = body.get("messages")
+    for i, message in enumerate(messages if isinstance(messages, list) else []):
+        content = message.get("content") if isinstance(message, dict) else None
+        for j, block in enumerate(content if isinstance(content, list) else []):
+            where = f"messages.{i}.content.{j}"
+            kind = block.get("type") if isinstance(block, dict) else None
+            if kind == "text" and not block.get("text"):
+                return f"{where}: text content blocks must be non-empty"
+            if kind not in ("image", "document"):
+                continue
+            source = block.get("source")
+            if not isinstance(source, dict) or source.get("type") not in ("base64", "text"):
+                return f"{where}.source: unsupported source"
+            if source["type"] == "text":
+                if kind != "document" or not isinstance(source.get("data"), str):
+                    return f"{where}.source: text sources are for documents"
+                continue
+            media_type = source.get("media_type")
+            try:
+                data = base64.b64decode(source.get("data", ""), validate=True)
+            except (ValueError, TypeError):
+                return f"{where}.source.base64: invalid base64 data"
+            if kind == "image":
+                if media_type not in IMAGE_MAGIC:
+                    return f"{where}.source.base64.media_type: unsupported image type"
+                if not data.startswith(IMAGE_MAGIC[media_type]):
+                    return f"{where}.source.base64: the image is not a valid {media_type}"
+            elif media_type != "application/pdf" or not data.startswith(b"%PDF-"):
+                return f"{where}.source.base64: the document is not a valid PDF"
+    return None
 
 
 def count_input_tokens(body: Any) -> int:
@@ -1452,6 +1502,9 @@ class FakeAnthropicServer:
             return
         if is_rejected_model(config, body.get("model")):
             await self._send_error(conn, 404, f"model: {body['model']}")
+            return
+        if (problem := content_problem(body)) is not None:
+            await self._send_error(conn, 400, problem)
             return
 
         if path == "/v1/messages/count_tokens":
