@@ -21,6 +21,7 @@ import anthropic
 import pytest
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import User
+from django.test import AsyncClient
 
 from chat.models import Conversation
 from chat.testing.fake_anthropic import FakeAnthropicServer, FakeConfig
@@ -297,3 +298,11 @@ def live_app(request: pytest.FixtureRequest, live_fake_anthropic: FakeProcess) -
             sys.stderr.write(f"\nlive app files kept in {app.tmp_dir}\n")
         else:
             app.remove_files()
+
+
+@pytest.fixture
+async def owner_client(user: User) -> AsyncClient:
+    """`user`, signed in (the page's session) for the attachment views."""
+    client = AsyncClient()
+    await client.aforce_login(user)
+    return client

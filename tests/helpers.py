@@ -332,3 +332,40 @@ def read_recording(name: str) -> Recording:
 
 
 RECORDINGS = sorted(path.stem for path in DEFAULT_RECORDINGS.glob("*.sse"))
+
+
+# --------------------------------------------------------------------------------------------
+# Attachments
+# --------------------------------------------------------------------------------------------
+
+
+async def upload_file(
+    client: AsyncClient, name: str, data: bytes, content_type: str = "application/octet-stream"
+) -> Any:
+    """Upload a file as the page does (POST /attachments/, field `file`); the response."""
+    from django.core.files.uploadedfile import SimpleUploadedFile
+    from django.urls import reverse
+
+    return await client.post(
+        reverse("chat:attachment_upload"),
+        {"file": SimpleUploadedFile(name, data, content_type=content_type)},
+    )
+
+
+def uploaded_id(response: Any) -> str:
+    """The attachment id in an upload's chip (its 201 response)."""
+    assert response.status_code == 201, response.content
+    match = re.search(rb'data-attachment="([0-9a-f-]{36})"', response.content)
+    assert match is not None, response.content
+    return match.group(1).decode()
+
+
+def blocks(body: dict[str, Any], index: int) -> list[dict[str, Any]]:
+    """The blocks of message `index` of a Messages API request body (a string is one text)."""
+    content = body["messages"][index]["content"]
+    return content if isinstance(content, list) else [{"type": "text", "text": content}]
+
+
+def files_in(directory: Path) -> list[Path]:
+    """Every file stored under an attachments directory."""
+    return sorted(p for p in directory.rglob("*") if p.is_file()) if directory.exists() else []

@@ -129,6 +129,7 @@ def _bind_attachments(
     transaction: TurnRefused (rolling it back) if any is gone or not the user's."""
     if not ids:
         return []
+    ids = [uuid.UUID(str(pk)) for pk in ids]
     found = {
         a.pk: a
         for a in Attachment.objects.select_for_update().filter(

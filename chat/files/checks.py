@@ -156,6 +156,11 @@ def clean_ids(values: object) -> list[uuid.UUID]:
     return ids
 
 
+def size_text(size: int) -> str:
+    """`2.0 KB`, `10.0 MB` (Django's filesizeformat, with a plain space for the terminal)."""
+    return str(filesizeformat(size)).replace("\xa0", " ")
+
+
 def check_size(name: str, size: int) -> None:
     """Refuse an empty file, or one over CHAT_MAX_ATTACHMENT_BYTES (before reading it all)."""
     limit = settings.CHAT_MAX_ATTACHMENT_BYTES
@@ -163,7 +168,7 @@ def check_size(name: str, size: int) -> None:
         raise AttachmentRefused(f"{name} is empty: there is nothing to attach.")
     if size > limit:
         raise AttachmentRefused(
-            f"{name} is {filesizeformat(size)}; files can be at most {filesizeformat(limit)}.",
+            f"{name} is {size_text(size)}; files can be at most {size_text(limit)}.",
             status=413,
         )
 

@@ -140,7 +140,9 @@ def _read_part(part: FilePart, found: dict[str, Attachment]) -> FilePart:
 
 def reap_unsent(*, older_than: timedelta | None = None) -> int:
     """Delete uploads never sent (older than CHAT_UNSENT_ATTACHMENT_TTL); how many."""
-    age = older_than or timedelta(seconds=settings.CHAT_UNSENT_ATTACHMENT_TTL)
+    age = (
+        timedelta(seconds=settings.CHAT_UNSENT_ATTACHMENT_TTL) if older_than is None else older_than
+    )
     deleted, _ = Attachment.objects.filter(
         message__isnull=True, created_at__lt=timezone.now() - age
     ).delete()

@@ -12,16 +12,19 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
+from django.core.files import File
 from django.core.files.storage import storages
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.template.loader import render_to_string
+from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET, require_POST
 
 from chat.files import checks, store
@@ -32,6 +35,8 @@ logger = logging.getLogger(__name__)
 
 #: Names whose files a browser might render as a page: always downloaded, never shown.
 DOWNLOADED_EXTENSIONS = frozenset({"htm", "html", "xhtml", "svg", "svgz", "xml", "xsl", "xslt"})
+
+CHUNK_BYTES = 256 * 1024
 
 #: The CSP of a served file: nothing runs, nothing loads but the file itself.
 FILE_CSP: dict[str, Any] = {
@@ -73,7 +78,7 @@ async def upload(request: HttpRequest) -> HttpResponseBase:
         name = checks.clean_name(request.headers.get("X-File-Name", "The file"))
         return _refused(
             AttachmentRefused(
-                f"{name} is too large: files can be at most {limit // (1024 * 1024)} MB.",
+                f"{name} is too large: files can be at most {checks.size_text(limit)}.",
                 status=413,
             )
         )
@@ -146,15 +151,29 @@ async def thumbnail(request: HttpRequest, attachment_id: uuid.UUID) -> HttpRespo
 def _file_response(
     name: str, *, content_type: str, filename: str, download: bool = False, csp: dict[str, Any]
 ) -> HttpResponseBase:
+    """The stored file, streamed in chunks read in a worker thread (a synchronous file handed
+    to Django's async handler would be read whole into memory first)."""
+    storage = storages["attachments"]
     try:
-        handle = storages["attachments"].open(name, "rb")
+        handle = storage.open(name, "rb")
+        size = storage.size(name)
     except OSError:
         logger.exception("attachment file %s could not be opened", name)
         raise Http404("The file is missing.") from None
-    response = FileResponse(
-        handle, content_type=content_type, as_attachment=download, filename=filename
-    )
+    response = StreamingHttpResponse(_chunks(handle), content_type=content_type)
+    response["Content-Length"] = str(size)
+    if disposition := content_disposition_header(download, filename):
+        response["Content-Disposition"] = disposition
     response["X-Content-Type-Options"] = "nosniff"
     response["Cache-Control"] = "private, max-age=3600"
     response._csp_config = csp  # type: ignore[attr-defined]  # (django.views.decorators.csp)
     return response
+
+
+async def _chunks(handle: File) -> AsyncIterator[bytes]:
+    read = sync_to_async(handle.read, thread_sensitive=False)
+    try:
+        while chunk := await read(CHUNK_BYTES):
+            yield chunk
+    finally:
+        await sync_to_async(handle.close, thread_sensitive=False)()

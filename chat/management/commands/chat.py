@@ -19,7 +19,6 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
 
 from chat.data import selectors, services
@@ -204,7 +203,7 @@ def _describe(attachment: Attachment) -> str:
         what += f", {attachment.width} x {attachment.height}"
     if attachment.pages:
         what += f", {attachment.pages} page{'s' if attachment.pages > 1 else ''}"
-    return f"{what}, {filesizeformat(attachment.size)}"
+    return f"{what}, {checks.size_text(attachment.size)}"
 
 
 def _user(username: str | None) -> User:
