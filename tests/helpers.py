@@ -210,6 +210,7 @@ async def start_slow_reply(
     deltas: int = 1,
     config: FakeConfig | None = SLOW,
     action: str = "send",
+    attachments: list[str] | None = None,
 ) -> StreamingReply:
     """Send ``text`` on ``sock`` and return once the reply is streaming: the fake has written
     ``deltas`` deltas of it and the socket has shown its first text.
@@ -221,7 +222,7 @@ async def start_slow_reply(
     if config is not None:
         fake.reset(config)
     number = len(fake.requests) + 1
-    await sock.send(action, text)
+    await sock.send(action, text, attachments)
     user_id, reply_id = await sock.turn_started()
     record = await fake.await_request(number)
     await fake.await_delta(record, deltas)

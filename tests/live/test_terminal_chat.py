@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -338,3 +339,64 @@ def test_thinking_is_printed_faint_before_the_answer_or_hidden_behind_a_flag(
         assert "Thinking step" not in term.text()
         term.child.sendeof()
         assert term.exit_status() == 0
+
+
+def test_attach_adds_files_to_the_next_message_and_refuses_what_is_not_one(
+    db: TerminalDb, tmp_path: Path
+) -> None:
+    from chat.testing.files import HTML_PAGE, image_bytes, pdf_bytes
+
+    (tmp_path / "shot.png").write_bytes(image_bytes(64, 48))
+    (tmp_path / "spec.pdf").write_bytes(pdf_bytes(2))
+    (tmp_path / "x.png").write_bytes(HTML_PAGE)
+    with terminal(db.env, "--user", "alice") as term:
+        term.prompt()
+        term.say("/attach")
+        term.expect(r"No files attached\. /attach PATH adds one to your next message\.")
+        term.say(f"/attach {tmp_path / 'missing.png'}")
+        term.expect(r"Cannot read [^\n]*missing\.png: No such file or directory\.")
+        term.say(f"/attach {tmp_path / 'x.png'}")
+        term.expect(r"x\.png says it is an image, but its content is not: refused\.")
+        term.say(f"/attach {tmp_path / 'shot.png'}")
+        term.expect(r"Attached shot\.png \(image, 64 x 48, [\d.]+ bytes\): it goes with your next")
+        term.say(f"/ATTACH '{tmp_path / 'spec.pdf'}'")
+        term.expect(r"Attached spec\.pdf \(PDF, 2 pages, \d+ bytes\)")
+        term.prompt()
+        term.say("/attach")
+        term.expect(r"  shot\.png \(image[^\n]*\n[^\n]*  spec\.pdf \(PDF")
+        term.say("What are these? [[fake:deltas=2,interval=0.01]]")
+        conversation_id = term.expect(CONVERSATION_PATH.pattern).group(1)
+        term.expect(r"tokens: ")
+        term.prompt()
+        # Sent with that message: the next one goes without them.
+        term.say("/attach")
+        term.expect(r"No files attached\.")
+        term.child.sendeof()
+        assert term.exit_status() == 0
+    record = upstream(db, "What are these?")
+    content = record.body["messages"][0]["content"]
+    assert [block["type"] for block in content] == ["image", "document", "text"]
+    files = db.query(
+        "SELECT a.name, a.kind FROM chat_attachment a JOIN chat_message m ON a.message_id = m.id "
+        "WHERE m.conversation_id = ? ORDER BY a.position",
+        (conversation_id.replace("-", ""),),
+    )
+    assert [(f["name"], f["kind"]) for f in files] == [
+        ("shot.png", "image"),
+        ("spec.pdf", "document"),
+    ]
+
+
+def test_files_attached_but_never_sent_are_deleted_on_quitting(
+    db: TerminalDb, tmp_path: Path
+) -> None:
+    (tmp_path / "notes.txt").write_text("some notes\n")
+    with terminal(db.env, "--user", "alice") as term:
+        term.prompt()
+        term.say(f"/attach {tmp_path / 'notes.txt'}")
+        term.expect(r"Attached notes\.txt")
+        term.prompt()
+        term.child.sendeof()
+        assert term.exit_status() == 0
+    unsent = db.query("SELECT name FROM chat_attachment WHERE message_id IS NULL")
+    assert unsent == []
