@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -424,3 +425,65 @@ def test_the_readmes_python_example_streams_a_reply_and_its_ctrl_c_stops_it(
     reply = asyncio.run(_until_ended(api, cid))[-1]
     assert (reply["status"], reply["stop_reason"]) == ("interrupted", "disconnect")
     assert reply["content"].startswith(shown) and record.text_written.startswith(reply["content"])
+
+
+def readme_file_examples() -> tuple[str, str]:
+    """The curl lines and the Python script of the README's "Files through the API"."""
+    section = (REPO_ROOT / "README.md").read_text().split("### Files through the API", 1)[1]
+    shell = section.split("```sh\n", 1)[1].split("```", 1)[0]
+    python = section.split("```python\n", 1)[1].split("```", 1)[0]
+    return shell, python
+
+
+def test_the_readmes_file_examples_send_files_with_curl_and_httpx(api: Api, tmp_path: Path) -> None:
+    from chat.testing.files import image_bytes, pdf_bytes
+
+    (tmp_path / "chart.png").write_bytes(image_bytes(120, 80))
+    (tmp_path / "report.pdf").write_bytes(pdf_bytes(2))
+    shell, python = readme_file_examples()
+    with httpx.Client(base_url=api.app.base_url, headers=api.headers, trust_env=False) as client:
+        cid = client.post("/api/conversations/", json={}).json()["id"]
+    api.app.fake.restore()
+    curl = shell.replace("http://127.0.0.1:8000", api.app.base_url).replace(
+        "What do these show?", f"What do these show? {QUICK}"
+    )
+    env = {**api.app.env, "TOKEN": api.token, "CID": cid}
+    ran = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", curl],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert "event: end" in ran.stdout and '"status": "complete"' in ran.stdout
+    (record,) = api.fake_requests(1)
+    content = record.body["messages"][0]["content"]
+    assert [block["type"] for block in content] == ["image", "document", "text"]
+
+    api.app.fake.restore()
+    script = tmp_path / "ask_files.py"
+    script.write_text(python)
+    ran = subprocess.run(
+        [sys.executable, str(script), f"What do these show? {QUICK}", "chart.png", "report.pdf"],
+        cwd=tmp_path,
+        env={**api.app.env, "STOPCHAT_URL": api.app.base_url, "STOPCHAT_TOKEN": api.token},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert ran.returncode == 0, ran.stderr
+    (record,) = api.fake_requests(1)
+    *_, png_line, pdf_line = ran.stdout.splitlines()
+    assert re.fullmatch(
+        rf"chart\.png: image/png, \d+ bytes, {api.app.base_url}/attachments/[0-9a-f-]{{36}}/",
+        png_line,
+    )
+    size = len(pdf_bytes(2))
+    assert re.fullmatch(
+        rf"report\.pdf: application/pdf, {size} bytes, .*/attachments/.*/", pdf_line
+    )
+    assert ran.stdout.startswith(record.text_written)
