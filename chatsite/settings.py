@@ -175,17 +175,26 @@ ATTACHMENTS_STORAGE: dict[str, Any] = {
         "directory_permissions_mode": 0o700,
     },
 }
-if CHAT_ATTACHMENTS_S3_BUCKET:
-    ATTACHMENTS_STORAGE = {
+
+
+def s3_attachments_storage(bucket: str, endpoint: str | None) -> dict[str, Any]:
+    """The attachments storage in an S3-compatible bucket: private objects, never overwritten."""
+    return {
         "BACKEND": "storages.backends.s3.S3Storage",
         "OPTIONS": {
-            "bucket_name": CHAT_ATTACHMENTS_S3_BUCKET,
-            "endpoint_url": os.environ.get("CHAT_ATTACHMENTS_S3_ENDPOINT") or None,
+            "bucket_name": bucket,
+            "endpoint_url": endpoint or None,
             "location": "attachments",
             "default_acl": "private",
             "file_overwrite": False,
         },
     }
+
+
+if CHAT_ATTACHMENTS_S3_BUCKET:
+    ATTACHMENTS_STORAGE = s3_attachments_storage(
+        CHAT_ATTACHMENTS_S3_BUCKET, os.environ.get("CHAT_ATTACHMENTS_S3_ENDPOINT")
+    )
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "attachments": ATTACHMENTS_STORAGE,
