@@ -9,7 +9,9 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from chat.data import api_tokens
+from chat.files import store
 from chat.models import Conversation, Message
+from chat.testing.files import image_bytes
 
 pytestmark = pytest.mark.django_db
 
@@ -29,6 +31,11 @@ ROUTES = [
     ("chat:api_tokens", "get", False),
     ("chat:api_tokens", "post", False),
     ("chat:api_token_revoke", "post", False),
+    ("chat:attachment_upload", "post", False),
+    # "Owned": an attachment of the conversation's owner (see _url).
+    ("chat:attachment", "get", True),
+    ("chat:attachment_thumbnail", "get", True),
+    ("chat:attachment_remove", "post", True),
 ]
 PUBLIC = {"chat:home", "chat:signup"}
 # The API authenticates by token, not by session: its own checks are below.
@@ -46,6 +53,11 @@ def _url(name: str, conversation: Conversation | None) -> str:
 
     if name == "chat:api_token_revoke":
         return reverse(name, kwargs={"token_id": 1})
+    if name.startswith("chat:attachment_") or name == "chat:attachment":
+        if conversation is None:
+            return reverse(name)
+        attachment = store.attach(user=conversation.user, name="a.png", data=image_bytes())
+        return reverse(name, kwargs={"attachment_id": attachment.pk})
     return reverse(name, kwargs={"conversation_id": conversation.pk} if conversation else None)
 
 
