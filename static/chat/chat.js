@@ -33,7 +33,8 @@
     var input = byId("composer-input");
     if (event.key === "Enter" && event.target === input && !event.shiftKey && !event.isComposing) {
       event.preventDefault();
-      if (input.value.trim() !== "") { clickIfPresent("send-button"); }
+      // Files alone make a message too.
+      if (input.value.trim() !== "" || composerFiles().length) { clickIfPresent("send-button"); }
     }
   });
 
@@ -150,6 +151,7 @@
   document.addEventListener("htmx:wsConfigSend", function (event) {
     var input = composer();
     var params = event.detail && event.detail.parameters;
+    if (event.defaultPrevented) { return; }  // held back (a file still uploading): not sent
     if (!input || !event.target || event.target.id !== "send-button" || !params) { return; }
     var message = params.message;
     if (typeof message !== "string" || pyStrip(message) === "") { return; }
@@ -223,6 +225,260 @@
         !signal.hasAttribute || !signal.hasAttribute("data-sent")) { return; }
     detail.shouldSwap = false;
     acceptSent(signal.getAttribute("data-sent"));
+  });
+
+  // Attachments (chat/web/attachments.py). A file picked with the paperclip, dropped on the
+  // page or pasted is uploaded at once and shown as a chip in #composer-files: first an
+  // "uploading…" placeholder, then the server's chip, whose hidden input sends the file's id
+  // with the message (ws-send sends the composer form). A refused file says why in #notice and
+  // leaves no chip. The server decides what it accepts; the count and size are checked here
+  // too, for a quick answer.
+  function composerFiles() {
+    var list = byId("composer-files");
+    return list ? list.querySelectorAll(".file-chip") : [];
+  }
+  function uploading() {
+    var list = byId("composer-files");
+    return Boolean(list && list.querySelector(".file-chip--uploading"));
+  }
+  // What the page says itself about files; a frame's notice replaces it.
+  function fileNotice(text, level) {
+    var notice = byId("notice");
+    if (!notice) { return; }
+    notice.className = "notice notice--" + level;
+    notice.setAttribute("role", level === "error" ? "alert" : "status");
+    notice.setAttribute("data-files", "");
+    notice.textContent = text;
+  }
+  function clearFileNotice(level) {
+    var notice = byId("notice");
+    if (notice && notice.hasAttribute("data-files") && (!level || notice.classList.contains("notice--" + level))) {
+      notice.textContent = "";
+      notice.className = "notice";
+      notice.setAttribute("role", "status");
+      notice.removeAttribute("data-files");
+    }
+  }
+  // As Django's filesizeformat says it (the server's messages use it).
+  function sizeText(bytes) {
+    if (bytes < 1024) { return bytes + " byte" + (bytes === 1 ? "" : "s"); }
+    var units = ["KB", "MB", "GB"];
+    var value = bytes / 1024;
+    var unit = 0;
+    while (value >= 1024 && unit < units.length - 1) { value /= 1024; unit++; }
+    return value.toFixed(1) + " " + units[unit];
+  }
+  function fileName(file) { return file.name || "pasted file"; }
+
+  function attachFiles(fileList) {
+    var chat = byId("chat");
+    var list = byId("composer-files");
+    if (!chat || !list || !chat.dataset.uploadUrl) { return; }
+    var files = Array.prototype.slice.call(fileList || []);
+    if (!files.length) { return; }
+    var maxFiles = Number(chat.dataset.maxFiles) || 5;
+    var maxBytes = Number(chat.dataset.maxBytes) || 0;
+    var room = maxFiles - composerFiles().length;
+    var problems = [];
+    var left = 0;
+    clearFileNotice();
+    files.forEach(function (file) {
+      if (maxBytes && file.size > maxBytes) {
+        problems.push(fileName(file) + " is " + sizeText(file.size) + "; files can be at most " + sizeText(maxBytes) + ".");
+      } else if (room <= 0) {
+        left++;
+      } else {
+        room--;
+        upload(file, chat, list);
+      }
+    });
+    if (left) {
+      problems.push("A message can carry at most " + maxFiles + " files: " + left + " more " +
+        (left === 1 ? "was" : "were") + " not attached.");
+    }
+    if (problems.length) { fileNotice(problems.join(" "), "error"); }
+  }
+
+  function placeholderChip(file) {
+    var chip = document.createElement("li");
+    chip.className = "file-chip file-chip--uploading";
+    chip.setAttribute("aria-busy", "true");
+    var icon = document.createElement("span");
+    icon.className = "file-icon file-spinner";
+    icon.setAttribute("aria-hidden", "true");
+    var name = document.createElement("span");
+    name.className = "file-name";
+    name.textContent = name.title = fileName(file);
+    var state = document.createElement("span");
+    state.className = "file-size muted";
+    state.textContent = "uploading…";
+    var cancel = document.createElement("button");
+    cancel.type = "button";
+    cancel.className = "file-remove";
+    cancel.title = "Cancel";
+    cancel.setAttribute("aria-label", "Cancel uploading " + fileName(file));
+    cancel.textContent = "\u00d7";
+    chip.append(icon, name, state, cancel);
+    return chip;
+  }
+
+  function upload(file, chat, list) {
+    var chip = placeholderChip(file);
+    list.appendChild(chip);
+    var controller = window.AbortController ? new AbortController() : null;
+    chip.stopchatUpload = controller;
+    var form = new FormData();
+    form.append("file", file, fileName(file));
+    fetch(chat.dataset.uploadUrl, {
+      method: "POST",
+      body: form,
+      credentials: "same-origin",
+      signal: controller ? controller.signal : undefined,
+      // A header holds Latin-1 only; the name is in the form, this one only words a refusal.
+      headers: { "X-CSRFToken": chat.dataset.csrf, "X-File-Name": fileName(file).replace(/[^\x20-\x7e]/g, "_") }
+    }).then(function (response) {
+      return response.text().then(function (text) { return { status: response.status, text: text }; });
+    }).then(function (answer) {
+      if (answer.status === 201) {
+        var template = document.createElement("template");
+        template.innerHTML = answer.text.trim();
+        var done = template.content.querySelector("li.file-chip");
+        if (done && !chip.isConnected) { discard(done); return; }  // cancelled meanwhile
+        if (done) { chip.replaceWith(done); } else { answer.status = 0; }
+      }
+      if (answer.status !== 201 && chip.isConnected) {
+        chip.remove();
+        fileNotice(refusal(file, answer), "error");
+      }
+      if (!uploading()) { clearFileNotice("info"); }
+    }).catch(function (error) {
+      if (error && error.name === "AbortError") { return; }
+      var wasShown = chip.isConnected;
+      chip.remove();
+      if (wasShown) { fileNotice(fileName(file) + " could not be uploaded: the server is unreachable.", "error"); }
+      if (!uploading()) { clearFileNotice("info"); }
+    });
+  }
+  function refusal(file, answer) {
+    try {
+      var message = JSON.parse(answer.text).error.message;
+      if (typeof message === "string" && message) { return message; }
+    } catch (ignored) { /* not the JSON error shape: a proxy's page, a login page */ }
+    if (!answer.status) { return fileName(file) + " could not be uploaded."; }
+    if (answer.status === 403) { return fileName(file) + " could not be uploaded: reload the page and try again."; }
+    return fileName(file) + " could not be uploaded (HTTP " + answer.status + ").";
+  }
+  // Take an upload back out: from the page at once, from the server in the background.
+  function discard(chip) {
+    var button = chip.querySelector(".file-remove");
+    var url = button && button.getAttribute("data-remove-url");
+    var chat = byId("chat");
+    if (chip.stopchatUpload) { chip.stopchatUpload.abort(); }
+    chip.remove();
+    if (url && chat) {
+      fetch(url, {
+        method: "POST",
+        headers: { "X-CSRFToken": chat.dataset.csrf },
+        credentials: "same-origin"
+      }).catch(function () { /* gone anyway: an unsent upload is deleted after a day */ });
+    }
+  }
+
+  document.addEventListener("click", function (event) {
+    var target = event.target && event.target.closest ? event.target : null;
+    if (!target) { return; }
+    if (target.closest("#attach-button")) {
+      var picker = byId("file-input");
+      if (picker) { picker.click(); }
+      return;
+    }
+    var remove = target.closest("#composer-files .file-remove");
+    if (remove) {
+      discard(remove.closest(".file-chip"));
+      if (!uploading()) { clearFileNotice("info"); }
+      var input = byId("composer-input");
+      if (input) { input.focus(); }
+    }
+  });
+  document.addEventListener("change", function (event) {
+    if (!event.target || event.target.id !== "file-input") { return; }
+    attachFiles(event.target.files);
+    event.target.value = "";  // the same file can be picked again
+    var input = byId("composer-input");
+    if (input) { input.focus(); }
+  });
+
+  // Paste a screenshot (or copied files) anywhere on the page but another text field.
+  document.addEventListener("paste", function (event) {
+    var data = event.clipboardData;
+    if (!byId("composer-files") || !data || !data.files || !data.files.length) { return; }
+    var field = event.target && event.target.closest ? event.target.closest("input, textarea, select, [contenteditable]") : null;
+    if (field && field.id !== "composer-input") { return; }
+    event.preventDefault();
+    attachFiles(data.files);
+  });
+
+  // Drag files over the page: an overlay says where they go; drop them anywhere.
+  var dragDepth = 0;
+  function carriesFiles(event) {
+    var types = event.dataTransfer && event.dataTransfer.types;
+    return Boolean(types && Array.prototype.indexOf.call(types, "Files") >= 0);
+  }
+  function showDropOverlay(shown) {
+    var overlay = byId("drop-overlay");
+    if (overlay) { overlay.hidden = !shown; }
+  }
+  document.addEventListener("dragenter", function (event) {
+    if (!byId("composer-files") || !carriesFiles(event)) { return; }
+    event.preventDefault();
+    dragDepth++;
+    showDropOverlay(true);
+  });
+  document.addEventListener("dragover", function (event) {
+    if (!byId("composer-files") || !carriesFiles(event)) { return; }
+    event.preventDefault();  // (without it the browser opens the file instead)
+    event.dataTransfer.dropEffect = "copy";
+    showDropOverlay(true);
+  });
+  document.addEventListener("dragleave", function (event) {
+    if (!byId("composer-files") || !carriesFiles(event)) { return; }
+    dragDepth = Math.max(0, dragDepth - 1);
+    if (dragDepth === 0 || !event.relatedTarget) { dragDepth = 0; showDropOverlay(false); }
+  });
+  document.addEventListener("drop", function (event) {
+    if (!byId("composer-files") || !carriesFiles(event)) { return; }
+    event.preventDefault();
+    dragDepth = 0;
+    showDropOverlay(false);
+    attachFiles(event.dataTransfer.files);
+    var input = byId("composer-input");
+    if (input) { input.focus(); }
+  });
+  document.addEventListener("dragend", function () { dragDepth = 0; showDropOverlay(false); });
+
+  // A message is not sent while one of its files is still on its way (its id is not known
+  // yet): the send waits for the user to press again. Capture phase, so that the handler
+  // above sees it held back.
+  document.addEventListener("htmx:wsConfigSend", function (event) {
+    if (!event.target || event.target.id !== "send-button" || !uploading()) { return; }
+    event.preventDefault();
+    fileNotice("A file is still uploading: send again when its chip is ready.", "info");
+  }, true);
+
+  // The turn-started frame names the files the message took
+  // (<template id="composer-files" hx-swap-oob="none" data-sent-files="id id …">,
+  // templates/chat/frames.html; only the sending tab gets it): exactly those chips leave the
+  // composer, so a file attached meanwhile stays, and a refused send keeps them all.
+  document.addEventListener("htmx:oobBeforeSwap", function (event) {
+    var detail = event.detail || {};
+    var signal = detail.fragment;
+    if (!detail.target || detail.target.id !== "composer-files" || !signal ||
+        !signal.hasAttribute || !signal.hasAttribute("data-sent-files")) { return; }
+    detail.shouldSwap = false;
+    signal.getAttribute("data-sent-files").split(/\s+/).forEach(function (id) {
+      var chip = id && byId("chip-" + id);
+      if (chip) { chip.remove(); }
+    });
   });
 
   // Frames append to the message list and may replace the composer's textarea (a command
