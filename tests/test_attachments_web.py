@@ -243,3 +243,18 @@ def test_the_admin_shows_a_messages_files_and_may_open_them(
     listing = client.get(reverse("admin:chat_attachment_changelist")).content
     assert b"a.png" in listing
     assert client.get(reverse("chat:attachment", args=[image])).status_code == 200
+
+
+async def test_uploads_waiting_unsent_are_capped_per_user(
+    owner_client: AsyncClient, settings: object
+) -> None:
+    settings.CHAT_MAX_ATTACHMENTS = 1  # type: ignore[attr-defined]  # (the cap is 4 times it)
+    for n in range(4):
+        uploaded_id(await upload_file(owner_client, f"{n}.txt", b"text"))
+    refused = await upload_file(owner_client, "5.txt", b"text")
+    assert refused.status_code == 429
+    assert refused.json()["error"] == {
+        "type": "rate_limit_error",
+        "message": "You have 4 files attached but not sent: send or remove some first.",
+    }
+    assert await Attachment.objects.acount() == 4
