@@ -258,3 +258,13 @@ async def test_uploads_waiting_unsent_are_capped_per_user(
         "message": "You have 4 files attached but not sent: send or remove some first.",
     }
     assert await Attachment.objects.acount() == 4
+
+
+def test_the_page_tells_the_composer_the_limits_it_checks_before_uploading(
+    client: Client, user: User, conversation: Conversation, settings: object
+) -> None:
+    settings.CHAT_MAX_ATTACHMENTS = 3  # type: ignore[attr-defined]
+    settings.CHAT_MAX_ATTACHMENT_BYTES = 2048  # type: ignore[attr-defined]
+    client.force_login(user)
+    page = client.get(reverse("chat:conversation_detail", args=[conversation.pk])).content
+    assert b'data-max-files="3" data-max-bytes="2048"' in page

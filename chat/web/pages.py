@@ -91,6 +91,8 @@ def _conversation_page(
             "model": conversation.model or settings.CHAT_MODEL,
             "settings_form": form,
             "max_chars": settings.CHAT_MAX_MESSAGE_CHARS,
+            "max_attachments": settings.CHAT_MAX_ATTACHMENTS,
+            "max_attachment_bytes": settings.CHAT_MAX_ATTACHMENT_BYTES,
             # The sidebar's list and the heading's tokens and cost (chat/_usage.html).
             "sidebar_conversations": selectors.sidebar_conversations(
                 user=request.user,  # type: ignore[arg-type]
