@@ -15,8 +15,10 @@ capacity points) to ``bench/results/`` or ``--out``.
 Figures 1-4 (stop latency, every reply at once and one amid N; deltas after a stop; relay lag at
 the pages; capacity and the overload round) come from bench/streams.py; 5-7 from
 bench/db_work.py, bench/memory.py and bench/page.py; 8 (what prompt caching saves on a 20-turn
-conversation) from bench/caching.py. Each module's ``measure(quick=)`` runs on its own: a module
-that is missing or fails is recorded under its key with the error, and the rest still run.
+conversation) from bench/caching.py; 9 (the server's memory for an upload of about 10 MB, by
+the page and by the API) from bench/attachments.py. Each module's ``measure(quick=)`` runs on its
+own: a module that is missing or fails is recorded under its key with the error, and the rest
+still run.
 Targets are shown, not asserted. The exit status is non-zero only when a module, a streaming
 setup or round, or the overload round failed to produce its figures (the harness broke), never
 for a missed target.
@@ -39,7 +41,7 @@ from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO_ROOT / "bench" / "results"
-MODULES = ("streams", "db_work", "memory", "page", "caching")
+MODULES = ("streams", "db_work", "memory", "page", "caching", "attachments")
 
 FIGURE_TITLES = {
     "stop_latency_ms": "1 stop latency, all N at once (ms)",

@@ -192,3 +192,36 @@ def test_caching_prices_one_conversation_with_prompt_caching_off_and_on(
     assert on["input_tokens_cache_read"] > 0 and on["first_cache_read_turn"] is not None
     assert on["input_cost_usd"] < off["input_cost_usd"]
     assert 0 < figures["input_cost_saving_pct"] < 100
+
+
+def test_attachments_read_the_servers_memory_for_uploads_by_the_page_and_the_api(
+    bench_report: dict[str, Any],
+) -> None:
+    figures = bench_report["attachments"]
+    _json_ready(figures)
+    assert "error" not in figures, figures
+    # --quick sends files of about 1 MB (never more), the API's bodies in base64 a third larger.
+    for size in figures["file_mib"].values():
+        assert 0.9 <= size <= 1.0
+    assert figures["api_body_mib"]["api_pdf"] > figures["file_mib"]["pdf"] * 1.3
+    assert figures["file_shape"]["pdf_pages"] >= 1
+    assert figures["rss_start_mib"] > 10 and figures["rss_end_mib"] > 10
+    cases = (
+        "web_small",
+        "web_pdf",
+        "web_image",
+        "api_plain",
+        "api_pdf",
+        "api_image",
+        "api_after_pdf",
+    )
+    for case in cases:
+        row = figures[case]
+        assert len(row["runs"]) == figures["repeats"] >= 1, case
+        for key in ("peak_increase_mib", "retained_mib", "wall_ms", "cpu_ms", "longest_probe_ms"):
+            assert _number(row[key]["p50"]) and row[key]["p50"] <= row[key]["max"], (case, key)
+        for run in row["runs"]:
+            # RSS was read throughout the request, and the probe answered meanwhile.
+            assert run["samples"] >= 1 and run["probes"] >= 1, (case, run)
+            assert run["baseline_mib"] > 10 and run["wall_ms"] > 0, (case, run)
+            assert run["longest_probe_ms"] > 0, (case, run)
