@@ -1,14 +1,23 @@
-"""Composer commands over the real socket: /stop, /new, /help; other slash words are text."""
+"""Composer commands over the real socket: /stop, /new, /help; other slash words are text. And
+`make run`'s management command that prints where to sign in."""
 
 from __future__ import annotations
 
+import io
+import os
 import re
+import shlex
+import subprocess
+from pathlib import Path
+from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
+from django.core.management import call_command
 
 from chat.models import Conversation, Message
 from chat.testing.fake_anthropic import FakeAnthropicServer
+from chat.testing.live import REPO_ROOT
 from tests.helpers import QUICK, SocketFactory, start_slow_reply
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -77,3 +86,104 @@ async def test_other_slash_words_are_sent_as_ordinary_text(
     assert await sock.finished(reply) == "complete"
     assert await user_texts(conversation) == [text]
     assert re.search(r"Commands:", "".join(sock.frames)) is None
+
+
+# --------------------------------------------------------------------------------------------
+# `make run`'s sign-in line (manage.py ensure_demo_user): the address daphne listens on
+# --------------------------------------------------------------------------------------------
+
+
+def demo_sign_in(tmp_path: Path, settings: Any, *args: str) -> str:
+    """Run ensure_demo_user with `args` (its password file in tmp_path); what it printed."""
+    settings.BASE_DIR = tmp_path
+    out = io.StringIO()
+    call_command("ensure_demo_user", *args, stdout=out, no_color=True)
+    return out.getvalue()
+
+
+def make_run_commands(*args: str, env: dict[str, str] | None = None) -> dict[str, list[str]]:
+    """What `make run` would run (make -n): the ensure_demo_user and daphne command lines."""
+    base = {k: v for k, v in os.environ.items() if k not in {"HOST", "PORT", "MAKEFLAGS"}}
+    result = subprocess.run(
+        ["make", "--no-print-directory", "-n", "run", *args],
+        cwd=REPO_ROOT,
+        env=base | (env or {}),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    found: dict[str, list[str]] = {}
+    for line in result.stdout.splitlines():
+        if "ensure_demo_user" not in line and "/daphne " not in line:
+            continue
+        words = shlex.split(line)
+        if "ensure_demo_user" in words:
+            found["ensure_demo_user"] = words[words.index("ensure_demo_user") + 1 :]
+        elif words and words[0].endswith("/daphne"):
+            found["daphne"] = words[1:]
+    assert set(found) == {"ensure_demo_user", "daphne"}, result.stdout
+    return found
+
+
+def test_the_demo_sign_in_line_defaults_to_127_0_0_1_8000(tmp_path: Path, settings: Any) -> None:
+    printed = demo_sign_in(tmp_path, settings)
+    password = (tmp_path / ".demo-password").read_text().strip()
+    assert f"Sign in at http://127.0.0.1:8000/ as  demo / {password}  (admin at /admin/)." in (
+        printed
+    )
+    assert User.objects.get(username="demo").check_password(password)
+    assert "ALLOWED_HOSTS" not in printed
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "url"),
+    [
+        ("127.0.0.1", "8799", "http://127.0.0.1:8799/"),
+        ("localhost", "9000", "http://localhost:9000/"),
+        ("0.0.0.0", "8001", "http://127.0.0.1:8001/"),  # every interface: loopback is one
+        ("::", "8002", "http://[::1]:8002/"),
+        ("::1", "8003", "http://[::1]:8003/"),
+    ],
+)
+def test_the_demo_sign_in_line_names_the_host_and_port_given(
+    tmp_path: Path, settings: Any, host: str, port: str, url: str
+) -> None:
+    settings.ALLOWED_HOSTS = ["127.0.0.1", "localhost", "[::1]"]
+    printed = demo_sign_in(tmp_path, settings, "--host", host, "--port", port)
+    assert f"Sign in at {url} as  demo / " in printed
+    assert "ALLOWED_HOSTS" not in printed
+
+
+def test_a_host_django_would_refuse_is_pointed_out(tmp_path: Path, settings: Any) -> None:
+    settings.ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
+    printed = demo_sign_in(tmp_path, settings, "--host", "192.168.1.20", "--port", "8000")
+    assert "Sign in at http://192.168.1.20:8000/" in printed
+    assert "192.168.1.20 is not in ALLOWED_HOSTS" in printed
+    assert "DJANGO_ALLOWED_HOSTS=127.0.0.1,localhost,192.168.1.20" in printed
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "host", "port"),
+    [
+        ((), {}, "127.0.0.1", "8000"),
+        (("PORT=8799",), {}, "127.0.0.1", "8799"),
+        ((), {"PORT": "8798", "HOST": "0.0.0.0"}, "0.0.0.0", "8798"),  # from the environment
+    ],
+)
+def test_make_run_prints_the_url_of_the_address_daphne_is_given(
+    tmp_path: Path,
+    settings: Any,
+    args: tuple[str, ...],
+    env: dict[str, str],
+    host: str,
+    port: str,
+) -> None:
+    commands = make_run_commands(*args, env=env)
+    daphne = commands["daphne"]
+    assert (daphne[daphne.index("-b") + 1], daphne[daphne.index("-p") + 1]) == (host, port)
+    assert commands["ensure_demo_user"] == ["--host", host, "--port", port]
+    # The command line make runs, run here: its URL is daphne's address.
+    printed = demo_sign_in(tmp_path, settings, *commands["ensure_demo_user"])
+    loopback = "127.0.0.1" if host == "0.0.0.0" else host
+    assert f"Sign in at http://{loopback}:{port}/ as  demo / " in printed
