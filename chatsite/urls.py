@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
+from django.views.generic import RedirectView
 
 from chat.web import metrics as views_metrics
 
@@ -14,6 +16,14 @@ urlpatterns = [
     ),
     path("admin/", admin.site.urls),
     path("metrics", views_metrics.prometheus_metrics, name="metrics"),
+    # Browsers ask for /favicon.ico where a page links no icon (the admin, a PDF or an image
+    # opened on its own). Pages link static/favicon.svg by its hashed name; this points at its
+    # plain name, which stays valid whatever the file's next hash is (a 301 is cached for good).
+    path(
+        "favicon.ico",
+        RedirectView.as_view(url=f"{settings.STATIC_URL}favicon.svg", permanent=True),
+        name="favicon",
+    ),
     path("accounts/", include("django.contrib.auth.urls")),
     path("", include("chat.urls")),
 ]
