@@ -12,12 +12,17 @@ the upstream task is cancelled, which closes the HTTP stream, and the partial is
 turns SIGINT is Python's default again, so Ctrl+C at the prompt raises KeyboardInterrupt.
 Stops from elsewhere (a browser's Stop, the HTTP stop endpoint, another process) reach the
 reply at its own address, as any reply's.
+
+Ctrl+D typed while a reply prints means "quit after this one": `read_line` reads what the
+terminal took in while no prompt waited before readline can garble it (see there).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import select
 import signal
 import sys
 import uuid
@@ -294,3 +299,85 @@ def output_kept_on_ctrl_c() -> Iterator[None]:
     finally:
         with contextlib.suppress(termios.error):
             termios.tcsetattr(fd, termios.TCSANOW, saved)
+
+
+# --------------------------------------------------------------------------------------------
+# The prompt
+# --------------------------------------------------------------------------------------------
+
+
+def read_line(prompt: str, console: Console) -> str:
+    """`input(prompt)`, except for what was typed while no prompt waited (a reply printing).
+
+    While a reply prints, the terminal is in its line mode: Ctrl+D on an empty line is kept
+    there as an end of file, and a line ended by Enter or Ctrl+D as that line. readline's
+    input() then turns the terminal to character mode first, and an end of file kept in line
+    mode reaches it as a NUL byte (which it binds to set-mark): the Ctrl+D was lost and the
+    chat waited at a new prompt. So what is waiting is read here, in line mode, as the
+    terminal has it: an end of file raises EOFError (quit, as Ctrl+D at the prompt does); a
+    whole line is the line (shown after the prompt, and added to readline's history, as
+    input() does); a part-line (text, then Ctrl+D) is put in readline's buffer to go on with.
+    """
+    typed = typed_ahead()
+    if typed is None:
+        return input(prompt)
+    if not typed:
+        console.write(prompt)
+        raise EOFError
+    text = typed.decode(sys.stdin.encoding or "utf-8", errors="replace")
+    if not text.endswith("\n"):
+        return _input_starting_with(prompt, text)
+    text = text.removesuffix("\n")
+    console.write(f"{prompt}{text}\n")
+    _add_history(text)
+    return text
+
+
+def typed_ahead() -> bytes | None:
+    """One line, or b"" for an end of file, that the terminal holds in line mode, read without
+    waiting. None when nothing is ended there yet (text still being typed stays for readline),
+    or where input() does not use readline (it reads the terminal in line mode itself)."""
+    if termios is None or "readline" not in sys.modules:
+        return None
+    try:
+        fd = sys.stdin.fileno()
+        if not (os.isatty(fd) and sys.stdout.isatty()):
+            return None
+        if not termios.tcgetattr(fd)[3] & termios.ICANON:  # not line mode: leave it be
+            return None
+        ready, _, _ = select.select([fd], [], [], 0)
+        if not ready:
+            return None
+        # In line mode the terminal answers a read with one line, or with nothing for an end
+        # of file; select said one is there, so this does not wait.
+        return os.read(fd, 65536)
+    except (AttributeError, OSError, ValueError, termios.error):
+        return None
+
+
+def _add_history(text: str) -> None:
+    """Add a line to readline's history as input() would have: not empty, not a repeat."""
+    readline = sys.modules.get("readline")
+    if readline is None or not text:
+        return
+    length = readline.get_current_history_length()
+    if length and readline.get_history_item(length) == text:
+        return
+    readline.add_history(text)
+
+
+def _input_starting_with(prompt: str, text: str) -> str:
+    """input(prompt) with `text` already in readline's buffer (typed, not yet entered)."""
+    readline = sys.modules.get("readline")
+    if readline is None or not hasattr(readline, "set_pre_input_hook"):  # (not every build)
+        return input(prompt)
+
+    def prefill() -> None:
+        readline.insert_text(text)
+        readline.redisplay()
+
+    readline.set_pre_input_hook(prefill)
+    try:
+        return input(prompt)
+    finally:
+        readline.set_pre_input_hook()

@@ -400,3 +400,73 @@ def test_files_attached_but_never_sent_are_deleted_on_quitting(
         assert term.exit_status() == 0
     unsent = db.query("SELECT name FROM chat_attachment WHERE message_id IS NULL")
     assert unsent == []
+
+
+def test_ctrl_d_typed_while_a_reply_prints_quits_once_the_reply_has_ended(db: TerminalDb) -> None:
+    """Ctrl+D during a reply means "quit after this": the reply runs to its end (Ctrl+D is not
+    Ctrl+C), then the chat exits with status 0 instead of waiting at a new prompt. A line typed
+    and entered during the reply is sent first, as it always was."""
+    marker = f"eof-{secrets.token_hex(4)}"
+    with terminal(db.env, "--user", "alice") as term:
+        term.prompt()
+        term.say(f"Count {marker} [[fake:interval=0.05,deltas=30]]")
+        conversation_id = term.expect(CONVERSATION_PATH.pattern).group(1)
+        term.expect(r"Token 3 of 30\.")
+        term.child.sendeof()
+        term.expect(r"Token 30 of 30\.")
+        term.expect(r"tokens: [^\r\n]*")
+        ended = term.child.expect([pexpect.EOF, pexpect.TIMEOUT], timeout=5)
+        assert ended == 0, "Ctrl+D was lost: the chat waits at a new prompt"
+        term.child.wait()
+        assert term.child.exitstatus == 0
+    assert "Traceback" not in term.text()
+    assert term.text().endswith("you> \n")  # quit as Ctrl+D at the prompt does
+    reply = db.messages(conversation_id)[-1]
+    assert (reply["status"], reply["stop_reason"]) == ("complete", "end_turn")
+    assert upstream(db, marker).outcome != "client_disconnected"
+
+    with terminal(db.env, "--user", "alice") as term:
+        term.prompt()
+        term.say(f"First {marker} [[fake:interval=0.05,deltas=30]]")
+        conversation_id = term.expect(CONVERSATION_PATH.pattern).group(1)
+        term.expect(r"Token 3 of 30\.")
+        term.say("Then this one [[fake:deltas=2]]")
+        term.child.sendeof()
+        term.expect(r"Token 30 of 30\.")
+        term.expect(r"you> Then this one")
+        term.expect(r"Token 2 of 2\.")
+        term.expect(r"tokens: [^\r\n]*")
+        ended = term.child.expect([pexpect.EOF, pexpect.TIMEOUT], timeout=5)
+        assert ended == 0, "Ctrl+D was lost: the chat waits at a new prompt"
+        term.child.wait()
+        assert term.child.exitstatus == 0
+    texts = [m["content"] for m in db.messages(conversation_id) if m["role"] == "user"]
+    assert texts == [
+        f"First {marker} [[fake:interval=0.05,deltas=30]]",
+        "Then this one [[fake:deltas=2]]",
+    ]
+
+
+def test_text_ended_by_ctrl_d_during_a_reply_waits_at_the_prompt_to_be_finished(
+    db: TerminalDb,
+) -> None:
+    """Text then Ctrl+D during a reply is not an end of file (nor sent): the next prompt holds
+    it to go on typing, as readline keeps text at the prompt on Ctrl+D. (So it did before the
+    Ctrl+D fix; this keeps read_line's part-line branch to it.)"""
+    marker = f"part-{secrets.token_hex(4)}"
+    with terminal(db.env, "--user", "alice") as term:
+        term.prompt()
+        term.say(f"Count {marker} [[fake:interval=0.05,deltas=30]]")
+        conversation_id = term.expect(CONVERSATION_PATH.pattern).group(1)
+        term.expect(r"Token 3 of 30\.")
+        term.child.send("Half a")
+        term.child.sendeof()
+        term.expect(r"tokens: [^\r\n]*")
+        term.expect(r"you> Half a")
+        term.say(" thought [[fake:deltas=2]]")
+        term.expect(r"Token 2 of 2\.")
+        term.prompt()
+        term.child.sendeof()
+        assert term.exit_status() == 0
+    texts = [m["content"] for m in db.messages(conversation_id) if m["role"] == "user"]
+    assert texts[-1] == "Half a thought [[fake:deltas=2]]"

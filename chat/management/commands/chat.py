@@ -27,7 +27,7 @@ from chat.models import INTERRUPTED_MARKER, Attachment, Conversation
 from chat.providers import load_provider
 from chat.replies.inputs import InvalidMessage, clean_message
 from chat.replies.slash import COMMANDS, command_of
-from chat.terminal.session import ASSISTANT, YOU, Console, TerminalChat
+from chat.terminal.session import ASSISTANT, YOU, Console, TerminalChat, read_line
 
 with contextlib.suppress(ImportError):  # line editing and history for input(), where available
     import readline  # noqa: F401
@@ -102,7 +102,7 @@ class Command(BaseCommand):
     ) -> None:
         while True:
             try:
-                raw = input(YOU)
+                raw = read_line(YOU, console)  # input(), and Ctrl+D typed during a reply
             except (EOFError, KeyboardInterrupt):
                 console.line()  # the shell's prompt on a line of its own
                 return
