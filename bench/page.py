@@ -106,6 +106,7 @@ def _seed(count: int) -> tuple[Any, Any]:
     from django.utils import timezone
 
     from chat.models import Conversation, Message
+    from chat.testing.conversations import append
 
     rng = random.Random(7)
     user = User.objects.create_user("bench", password="bench-password-123")
@@ -140,7 +141,7 @@ def _seed(count: int) -> tuple[Any, Any]:
                 finished_at=now - timedelta(seconds=count - i),
             )
         )
-    Message.objects.bulk_create(rows)
+    append(conversation, rows)
     return user, conversation
 
 

@@ -14,6 +14,7 @@ from chat.data import api_tokens
 from chat.models import ApiToken, Attachment, Conversation, Message
 
 TRANSCRIPT_FIELDS = (
+    "version_display",
     "role",
     "status",
     "stop_reason",
@@ -48,6 +49,10 @@ class MessageInline(admin.TabularInline):
     @admin.display(description="text")
     def shown_text(self, obj: Message) -> str:
         return obj.display_text
+
+    @admin.display(description="version")
+    def version_display(self, obj: Message) -> str:
+        return version_text(obj)
 
     @admin.display(description="files")
     def files(self, obj: Message) -> str:
@@ -118,6 +123,19 @@ class ConversationAdmin(admin.ModelAdmin):
         return obj.last_activity or obj.updated_at  # type: ignore[attr-defined]
 
 
+def version_text(message: Message) -> str:
+    """ "2 of 3, shown" for a message with other versions (Regenerate, Edit); "-" without."""
+    siblings = list(
+        Message.objects.filter(conversation_id=message.conversation_id, parent_id=message.parent_id)
+        .order_by("id")
+        .values_list("id", flat=True)
+    )
+    if len(siblings) < 2:
+        return "-"
+    where = f"{siblings.index(message.pk) + 1} of {len(siblings)}"
+    return f"{where}, shown" if message.active else f"{where}, not shown"
+
+
 def attachment_links(files: list[Attachment], *, thumbnails: bool) -> str:
     """Links that open each file (through the owner-only view, which lets admins in too)."""
     return render_to_string(
@@ -176,7 +194,10 @@ class MessageAdmin(admin.ModelAdmin):
     list_display = ["__str__", "conversation", "role", "status", "stop_reason", "created_at"]
     list_filter = ["status", "stop_reason", "role", "model", "created_at"]
     search_fields = ["content", "thinking", "conversation__title"]
-    readonly_fields = [f.name for f in Message._meta.get_fields() if f.concrete] + ["shown_text"]
+    readonly_fields = [f.name for f in Message._meta.get_fields() if f.concrete] + [
+        "shown_text",
+        "version_display",
+    ]
     list_select_related = ["conversation"]
     inlines = [AttachmentInline]
 
@@ -186,6 +207,10 @@ class MessageAdmin(admin.ModelAdmin):
     @admin.display(description="text as read (marker included)")
     def shown_text(self, obj: Message) -> str:
         return obj.display_text
+
+    @admin.display(description="version")
+    def version_display(self, obj: Message) -> str:
+        return version_text(obj)
 
 
 @admin.register(ApiToken)

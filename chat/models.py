@@ -79,6 +79,20 @@ class Message(models.Model):
     conversation = models.ForeignKey(
         Conversation, on_delete=models.CASCADE, related_name="messages"
     )
+    parent = models.ForeignKey(
+        "self",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="children",
+        help_text="The message this one follows (empty for a conversation's first). Messages "
+        "with the same parent are versions of one another (Regenerate, Edit).",
+    )
+    active = models.BooleanField(
+        default=True,
+        help_text="The version shown among its siblings: the conversation on the page, and sent "
+        "to Claude, follows the active version at each step.",
+    )
     role = models.CharField(max_length=16, choices=Role.choices)
     content = models.TextField(blank=True, help_text="The answer's text, as the user saw it.")
     thinking = models.TextField(
@@ -130,6 +144,12 @@ class Message(models.Model):
     #: Not stored: set by selectors.conversation_messages on the first message of a page that
     #: has older messages before it (the page offers "Show earlier messages" there).
     has_earlier: bool = False
+    #: Not stored: which version of its siblings this is, of how many, and the ids of the
+    #: versions before and after it (set by the selectors that read the shown branch).
+    version: int = 1
+    versions: int = 1
+    previous_version: int | None = None
+    next_version: int | None = None
     #: Not stored: the message's attachments, in order, once read (`files`); set by the turn
     #: that saved them, or read from `prefetch_related("attachments")`.
     sent_attachments: list[Attachment] | None = None
@@ -147,7 +167,10 @@ class Message(models.Model):
                 name="user_messages_are_complete",
             ),
         ]
-        indexes = [models.Index(fields=["status"], name="message_status_idx")]
+        indexes = [
+            models.Index(fields=["status"], name="message_status_idx"),
+            models.Index(fields=["conversation", "parent"], name="message_tree_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.role} #{self.pk} ({self.status})"

@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.urls import path
 
 from chat.api import endpoints
-from chat.web import account, attachments, conversations, pages, replies
+from chat.web import account, attachments, conversations, messages, pages, replies
 
 app_name = "chat"
 
@@ -38,6 +38,16 @@ urlpatterns = [
         "conversations/<uuid:conversation_id>/delete/",
         conversations.conversation_delete,
         name="conversation_delete",
+    ),
+    path(
+        "conversations/<uuid:conversation_id>/messages/<int:message_id>/select/",
+        messages.message_select,
+        name="message_select",
+    ),
+    path(
+        "conversations/<uuid:conversation_id>/messages/<int:message_id>/delete/",
+        messages.message_delete,
+        name="message_delete",
     ),
     path(
         "conversations/<uuid:conversation_id>/",

@@ -122,14 +122,15 @@ def test_db_work_counts_the_statements_of_a_complete_and_a_stopped_reply(
         assert reply["status"] == status
         assert _number(reply["duration_s"]) and reply["duration_s"] > 0
         assert isinstance(reply["target_met"], bool)
-        assert reply["target_writes"] == pytest.approx(3 + reply["duration_s"] / 2, abs=0.01)
+        assert reply["target_writes"] == pytest.approx(4 + reply["duration_s"] / 2, abs=0.01)
         assert reply["statements"] == reply["reads"] + reply["writes"] + reply["other"]
         assert sum(reply["kinds"].values()) == reply["statements"]
         assert len(reply["write_times_s"]) == reply["writes"] >= 2
         assert reply["statements_after_final_frame"] >= 0
         kinds = reply["kinds"]
-        # The turn's two messages are inserted and the reply's outcome saved, whatever else.
-        assert kinds.get("INSERT chat_message (turn_create)") == 1
+        # The turn's two messages are inserted (the reply names its message: two INSERTs) and
+        # the reply's outcome saved, whatever else.
+        assert kinds.get("INSERT chat_message (turn_create)") == 2
         assert kinds.get("UPDATE chat_message (message_finalize)") == 1
     assert figures["complete"]["deltas_streamed"] == figures["deltas"]
     assert 0 < figures["stopped"]["deltas_streamed"] < figures["deltas"]

@@ -8,11 +8,13 @@ import itertools
 from typing import Any
 
 import pytest
+from channels.db import database_sync_to_async
 from django.contrib.auth.models import User
 
 from chat.models import Conversation, Message
 from chat.providers import ChatTurn
 from chat.replies.context import ContextTooSmall, estimate_prompt_tokens, fit_history
+from chat.testing.conversations import add
 from chat.testing.fake_anthropic import FakeAnthropicServer
 from tests.helpers import QUICK, SLOW, SocketFactory
 
@@ -133,12 +135,8 @@ async def test_a_history_longer_than_the_context_window_is_trimmed_oldest_first_
     settings.CHAT_MAX_TOKENS = 500
     fake_anthropic.reset(QUICK)
     for n in range(10):  # ten exchanges of ~200 estimated tokens a message
-        await Message.objects.acreate(
-            conversation=conversation, role="user", content=f"q{n} " * 150
-        )
-        await Message.objects.acreate(
-            conversation=conversation, role="assistant", content=f"a{n} " * 150
-        )
+        await database_sync_to_async(add)(conversation, "user", f"q{n} " * 150)
+        await database_sync_to_async(add)(conversation, "assistant", f"a{n} " * 150)
     sock = await chat_socket(conversation, user)
     await sock.send("send", "And the newest question?")
     _, reply = await sock.turn_started()

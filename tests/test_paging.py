@@ -17,6 +17,7 @@ from django.urls import reverse
 
 from chat.data import selectors
 from chat.models import Conversation, Message
+from chat.testing.conversations import append
 from chat.ws import render
 
 PAGE = selectors.PAGE_MESSAGES
@@ -29,11 +30,14 @@ def _reply(i: int) -> str:
 
 def _long_conversation(user: User, count: int) -> tuple[Conversation, list[int]]:
     conversation = Conversation.objects.create(user=user, title="Long")
-    Message.objects.bulk_create(
-        Message(conversation=conversation, role=Message.Role.USER, content=f"Question {i}")
-        if i % 2 == 0
-        else Message(conversation=conversation, role=Message.Role.ASSISTANT, content=_reply(i))
-        for i in range(count)
+    append(
+        conversation,
+        (
+            Message(conversation=conversation, role=Message.Role.USER, content=f"Question {i}")
+            if i % 2 == 0
+            else Message(conversation=conversation, role=Message.Role.ASSISTANT, content=_reply(i))
+            for i in range(count)
+        ),
     )
     return conversation, list(conversation.messages.order_by("id").values_list("id", flat=True))
 

@@ -7,14 +7,13 @@ import pytest
 from chat.data.selectors import history_for_model
 from chat.models import Conversation, Message
 from chat.providers import ChatTurn
+from chat.testing import conversations
 
 pytestmark = pytest.mark.django_db
 
 
 def add(conversation: Conversation, role: str, content: str, status: str = "complete") -> Message:
-    return Message.objects.create(
-        conversation=conversation, role=role, content=content, status=status
-    )
+    return conversations.add(conversation, role, content, status)
 
 
 def test_history_marks_interrupted_replies_and_stops_before_the_new_reply(

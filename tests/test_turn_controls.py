@@ -35,7 +35,7 @@ async def first_exchange(sock: ChatSocket, text: str = "Hello") -> tuple[int, in
     return user_id, reply_id
 
 
-async def test_regenerate_replaces_the_last_reply_and_asks_again_with_the_same_history(
+async def test_regenerate_answers_again_with_the_same_history_and_keeps_the_old_reply(
     fake_anthropic: FakeAnthropicServer,
     chat_socket: SocketFactory,
     conversation: Conversation,
@@ -51,16 +51,21 @@ async def test_regenerate_replaces_the_last_reply_and_asks_again_with_the_same_h
     frame = sock.frames[-1]
     assert f'<div id="msg-{old_reply}" hx-swap-oob="delete"></div>' in frame
     assert "msg--user" not in frame  # the question stays as it is on the page
+    assert '<span class="version-count">2/2</span>' in frame
     assert await sock.finished(new_reply) == "complete"
 
     saved = await messages_of(conversation)
-    assert [(m.pk, m.role) for m in saved] == [(user_id, "user"), (new_reply, "assistant")]
+    assert [(m.pk, m.role, m.parent_id, m.active) for m in saved] == [
+        (user_id, "user", None, True),
+        (old_reply, "assistant", user_id, False),  # kept: version 1 of 2
+        (new_reply, "assistant", user_id, True),
+    ]
     assert fake_anthropic.requests[-1].body["messages"] == [
         {"role": "user", "content": "Tell me a story"}
     ]
 
 
-async def test_edit_changes_the_last_message_and_answers_it_afresh(
+async def test_edit_keeps_the_earlier_text_as_a_version_and_answers_the_new_one(
     fake_anthropic: FakeAnthropicServer,
     chat_socket: SocketFactory,
     conversation: Conversation,
@@ -72,19 +77,31 @@ async def test_edit_changes_the_last_message_and_answers_it_afresh(
     user_id, old_reply = await first_exchange(sock, "Second qestion")
 
     await sock.send("edit", "Second question, spelled right")
-    new_reply = int((await sock.until(NEW_ASSISTANT)).group(1))
+    match = await sock.until(
+        r'<div id="messages" hx-swap-oob="beforeend"><article id="msg-(\d+)" class="msg msg--user'
+    )
+    edited = int(match.group(1))
     frame = sock.frames[-1]
+    assert f'<div id="msg-{user_id}" hx-swap-oob="delete"></div>' in frame
     assert f'<div id="msg-{old_reply}" hx-swap-oob="delete"></div>' in frame
-    assert f'<article id="msg-{user_id}" class="msg msg--user msg--complete" hx-swap-oob' in frame
     assert "Second question, spelled right" in frame
+    new_reply = int(re.findall(r'<article id="msg-(\d+)" class="msg msg--assistant', frame)[-1])
     assert await sock.finished(new_reply) == "complete"
 
     saved = await messages_of(conversation)
-    assert [m.pk for m in saved] == [first_user, first_reply, user_id, new_reply]
-    assert saved[2].content == "Second question, spelled right"
+    assert [(m.pk, m.parent_id, m.active) for m in saved] == [
+        (first_user, None, True),
+        (first_reply, first_user, True),
+        (user_id, first_reply, False),  # the earlier text, version 1 of 2
+        (old_reply, user_id, True),  # its reply, under it
+        (edited, first_reply, True),
+        (new_reply, edited, True),
+    ]
+    assert saved[4].content == "Second question, spelled right"
     sent = fake_anthropic.requests[-1].body["messages"]
     assert sent[0] == {"role": "user", "content": "First question"}
     assert sent[-1] == {"role": "user", "content": "Second question, spelled right"}
+    assert len(sent) == 3  # the earlier version is not in the history sent
 
 
 async def test_continue_streams_on_from_the_cut_and_keeps_one_bubble_with_all_its_tokens(

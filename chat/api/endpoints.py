@@ -141,7 +141,9 @@ def _invalid(exc: InvalidMessage) -> JsonResponse:
 
 
 def _message_json(message: Message, request: HttpRequest) -> dict[str, Any]:
-    return {
+    """A message of the shown branch; one with other versions says which it is of how many."""
+    versions = {"version": message.version, "versions": message.versions}
+    return (versions if message.versions > 1 else {}) | {
         "id": message.pk,
         "role": message.role,
         "content": message.content,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import uuid
+from collections import defaultdict
+from dataclasses import dataclass
 from typing import Literal, cast
 
 from channels.db import database_sync_to_async
@@ -36,27 +38,75 @@ PAGE_MESSAGES = 50
 def conversation_messages(
     *, conversation: Conversation, before: int | None = None, limit: int = PAGE_MESSAGES
 ) -> list[Message]:
-    """A page of the conversation's messages, oldest first: the newest `limit`, or the newest
-    `limit` older than message id `before`. If older ones remain, the page's first message has
-    `has_earlier` set, and the page offers "Show earlier messages" above it."""
-    messages = conversation.messages.prefetch_related("attachments").order_by("-id")
+    """A page of the shown branch of the conversation, oldest first: its newest `limit`
+    messages, or the newest `limit` before message id `before`. If older ones remain, the
+    page's first message has `has_earlier` set, and the page offers "Show earlier messages"
+    above it. Each message knows its version among its siblings (`version`, `versions`)."""
+    shown = branch(conversation_id=conversation.pk)
+    ids = shown.ids
     if before is not None:
-        messages = messages.filter(id__lt=before)
-    page = list(messages[: limit + 1])
-    if len(page) > limit:
-        page = page[:limit]
-        page[-1].has_earlier = True
-    page.reverse()
+        ids = [pk for pk in ids if pk < before]  # (a branch's ids grow: children are newer)
+    page = _messages(ids[-limit:], shown)
+    if len(ids) > limit and page:
+        page[0].has_earlier = True
     return page
 
 
 def all_messages(*, conversation: Conversation) -> list[Message]:
-    """Every message of the conversation, oldest first (the API's transcript)."""
-    return list(conversation.messages.prefetch_related("attachments").order_by("id"))
+    """The shown branch of the conversation, oldest first (the API's transcript)."""
+    shown = branch(conversation_id=conversation.pk)
+    return _messages(shown.ids, shown)
+
+
+@dataclass(frozen=True, slots=True)
+class Branch:
+    """The conversation as shown: from the first message, the active version at each step."""
+
+    ids: list[int]
+    """The shown messages' ids, oldest first."""
+    versions: dict[int, list[int]]
+    """For each shown message, the ids of all its versions (itself included), oldest first."""
+
+
+def branch(*, conversation_id: uuid.UUID | str) -> Branch:
+    """The shown branch: one read of the conversation's (id, parent, active) rows."""
+    children: dict[int | None, list[tuple[int, bool]]] = defaultdict(list)
+    rows = Message.objects.filter(conversation_id=conversation_id).order_by("id")
+    for pk, parent, active in rows.values_list("id", "parent_id", "active"):
+        children[parent].append((pk, active))
+    ids: list[int] = []
+    versions: dict[int, list[int]] = {}
+    step: list[tuple[int, bool]] = children.get(None, [])
+    while step:
+        # The active version; were none marked (never, but safe), the newest.
+        chosen = next((pk for pk, active in reversed(step) if active), step[-1][0])
+        ids.append(chosen)
+        versions[chosen] = [pk for pk, _ in step]
+        step = children.get(chosen, [])
+    return Branch(ids=ids, versions=versions)
+
+
+def _messages(ids: list[int], shown: Branch) -> list[Message]:
+    """Those messages, oldest first, with their attachments and their version numbers."""
+    messages = list(
+        Message.objects.filter(pk__in=ids).prefetch_related("attachments").order_by("id")
+    )
+    for message in messages:
+        mark_version(message, shown.versions.get(message.pk, [message.pk]))
+    return messages
+
+
+def mark_version(message: Message, versions: list[int]) -> None:
+    """Set which of `versions` (its siblings' ids, oldest first) the message is."""
+    index = versions.index(message.pk) if message.pk in versions else len(versions) - 1
+    message.version, message.versions = index + 1, len(versions)
+    message.previous_version = versions[index - 1] if index > 0 else None
+    message.next_version = versions[index + 1] if index + 1 < len(versions) else None
 
 
 def history_for_model(*, conversation: Conversation, before_message_id: int) -> list[ChatTurn]:
-    """The conversation as the model should see it, up to (not including) one message.
+    """The conversation as the model should see it: the branch that leads to one message (its
+    parent, its parent's parent, … to the first), without it.
 
     Interrupted replies carry the `[Interrupted]` marker so the model knows it was cut off.
     A user message's attachments go with it, in their place (`FilePart`s without their bytes:
@@ -65,8 +115,14 @@ def history_for_model(*, conversation: Conversation, before_message_id: int) -> 
     the same role are joined), and no turn is empty.
     """
     turns: list[ChatTurn] = []
+    parents = dict(Message.objects.filter(conversation=conversation).values_list("id", "parent_id"))
+    ancestors: list[int] = []
+    at = parents.get(before_message_id)
+    while at is not None:
+        ancestors.append(at)
+        at = parents.get(at)
     messages = (
-        Message.objects.filter(conversation=conversation, id__lt=before_message_id)
+        Message.objects.filter(pk__in=ancestors)
         .exclude(status=Message.Status.STREAMING)
         .prefetch_related("attachments")
     )
@@ -135,7 +191,9 @@ aactive_replies = database_sync_to_async(active_replies)
 
 
 def newest_message(*, conversation: Conversation) -> Message | None:
-    return conversation.messages.order_by("-id").first()
+    """The last message of the shown branch (where the next message goes)."""
+    ids = branch(conversation_id=conversation.pk).ids
+    return Message.objects.filter(pk=ids[-1]).first() if ids else None
 
 
 # --- The conversations sidebar, search, and usage -------------------------------------------

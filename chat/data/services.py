@@ -13,6 +13,7 @@ from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from chat.data import selectors
 from chat.models import Attachment, Conversation, Message
 
 TITLE_WORDS = 8
@@ -104,10 +105,12 @@ def _reply_row(
     max_tokens: int | None,
     owner_channel: str,
     thinking_budget: int = 0,
+    parent: Message | None = None,
 ) -> Message:
-    """An unsaved streaming assistant message."""
+    """An unsaved streaming assistant message (answering `parent`)."""
     return Message(
         conversation=conversation,
+        parent=parent,
         role=Message.Role.ASSISTANT,
         status=Message.Status.STREAMING,
         model=model,
@@ -170,20 +173,24 @@ def turn_create(
     try:
         with transaction.atomic():
             _check_limits(conversation, new_message=True)
-            # One INSERT for both rows (ids come back, in order): a reply's writes stay at
-            # this, the conversation's touch, a checkpoint every 2 s and the final save.
-            user_message, assistant_message = Message.objects.bulk_create(
-                [
-                    Message(conversation=conversation, role=Message.Role.USER, content=text),
-                    _reply_row(
-                        conversation,
-                        model=model,
-                        max_tokens=max_tokens,
-                        owner_channel=owner_channel,
-                        thinking_budget=thinking_budget,
-                    ),
-                ]
+            # The message follows the shown branch's last one; the reply follows the message.
+            shown = selectors.branch(conversation_id=conversation.pk).ids
+            user_message = Message(
+                conversation=conversation,
+                role=Message.Role.USER,
+                content=text,
+                parent_id=shown[-1] if shown else None,
             )
+            user_message.save(force_insert=True)
+            assistant_message = _reply_row(
+                conversation,
+                model=model,
+                max_tokens=max_tokens,
+                owner_channel=owner_channel,
+                thinking_budget=thinking_budget,
+                parent=user_message,
+            )
+            assistant_message.save(force_insert=True)
             user_message.sent_attachments = _bind_attachments(
                 message=user_message, user_id=conversation.user_id, ids=attachments
             )
@@ -206,43 +213,148 @@ def _replace_last_reply(
     owner_channel: str,
     thinking_budget: int = 0,
 ) -> tuple[Message, list[int], Message]:
-    """Drop the replies after the last user message and start a new one (one transaction).
-
-    With `new_text` the last user message is edited first. Returns that user message, the ids
-    of the replies removed, and the new streaming reply.
+    """Start a new version of the last exchange of the shown branch (one transaction): a new
+    reply to the last user message (regenerate), or, with `new_text`, a new version of that
+    message (its files kept) with a new reply (edit). The earlier versions are kept, no longer
+    shown. Returns the user message answered, the ids of the messages the page no longer shows,
+    and the new streaming reply.
     """
     try:
         with transaction.atomic():
             _check_limits(conversation, new_message=False)
+            shown = selectors.branch(conversation_id=conversation.pk).ids
             last_user = (
                 Message.objects.select_for_update()
-                .filter(conversation=conversation, role=Message.Role.USER)
+                .filter(pk__in=shown, role=Message.Role.USER)
                 .order_by("-id")
                 .first()
             )
             if last_user is None:
                 raise TurnRefused("There is no message to answer again yet.")
-            later = Message.objects.filter(conversation=conversation, id__gt=last_user.pk)
-            if later.filter(status=Message.Status.STREAMING).exists():
+            if conversation.messages.filter(status=Message.Status.STREAMING).exists():
                 raise ReplyAlreadyStreaming
-            removed = list(later.values_list("pk", flat=True))
-            later.delete()
-            if new_text is not None:
-                last_user.content = new_text
-                last_user.save(update_fields=["content"])
-            last_user.sent_attachments = list(last_user.attachments.all())
+            removed = [pk for pk in shown if pk > last_user.pk]
+            if new_text is None:
+                asked = last_user
+                replies = Message.objects.filter(parent=last_user)
+                # A reply that failed before any text has nothing to keep: Retry replaces it.
+                failed = replies.filter(status=Message.Status.ERROR, content="", thinking="")
+                failed.delete()
+                replies.update(active=False)
+            else:
+                asked = _new_version_of(last_user, new_text)
+                removed.insert(0, last_user.pk)
+            asked.sent_attachments = list(asked.attachments.all())
             assistant_message = _reply_row(
                 conversation,
                 model=model,
                 max_tokens=max_tokens,
                 owner_channel=owner_channel,
                 thinking_budget=thinking_budget,
+                parent=asked,
             )
             assistant_message.save(force_insert=True)
+            mark_versions(asked)
+            mark_versions(assistant_message)
             _touch(conversation)
     except IntegrityError as exc:
         raise ReplyAlreadyStreaming from exc
-    return last_user, removed, assistant_message
+    return asked, removed, assistant_message
+
+
+def mark_versions(message: Message) -> None:
+    """Tell the message which of its versions it is (for its bubble's `< k/N >`)."""
+    siblings = Message.objects.filter(
+        conversation_id=message.conversation_id, parent_id=message.parent_id
+    ).order_by("id")
+    selectors.mark_version(message, list(siblings.values_list("id", flat=True)))
+
+
+def _new_version_of(message: Message, text: str) -> Message:
+    """A user message's new version with `text` and the same files (their rows copied; the
+    stored files are shared, and deleted with the last row that names them)."""
+    siblings = Message.objects.filter(
+        conversation_id=message.conversation_id, parent_id=message.parent_id
+    )
+    siblings.update(active=False)
+    edited = Message(
+        conversation_id=message.conversation_id,
+        parent_id=message.parent_id,
+        role=Message.Role.USER,
+        content=text,
+    )
+    edited.save(force_insert=True)
+    copies = []
+    for attachment in message.attachments.all():
+        attachment.pk = uuid.uuid4()
+        attachment.message = edited
+        attachment._state.adding = True
+        copies.append(attachment)
+    Attachment.objects.bulk_create(copies)
+    return edited
+
+
+def _subtree(conversation: Conversation, message_id: int) -> list[int]:
+    """The message's id and those of every message below it, in any version."""
+    children: dict[int | None, list[int]] = {}
+    rows = Message.objects.filter(conversation=conversation).values_list("id", "parent_id")
+    for pk, parent in rows:
+        children.setdefault(parent, []).append(pk)
+    found, todo = [], [message_id]
+    while todo:
+        pk = todo.pop()
+        found.append(pk)
+        todo.extend(children.get(pk, []))
+    return found
+
+
+def version_select(*, conversation: Conversation, message_id: int) -> bool:
+    """Show that version of a message (and, below it, the versions chosen there before).
+    False if the conversation has no such message; ReplyAlreadyStreaming while one streams."""
+    with transaction.atomic():
+        chosen = Message.objects.select_for_update().filter(
+            conversation=conversation, pk=message_id
+        )
+        message = chosen.first()
+        if message is None:
+            return False
+        if conversation.messages.filter(status=Message.Status.STREAMING).exists():
+            raise ReplyAlreadyStreaming(
+                "A reply is streaming: stop it or let it finish before switching versions."
+            )
+        Message.objects.filter(conversation=conversation, parent_id=message.parent_id).exclude(
+            pk=message.pk
+        ).update(active=False)
+        chosen.update(active=True)
+    return True
+
+
+def message_delete(*, conversation: Conversation, message_id: int) -> int:
+    """Delete a message of the shown branch and everything after it (the replies that follow
+    it, in every version below it); how many messages went. An earlier version of it, if any,
+    is shown in its place. TurnRefused if it is not shown; ReplyAlreadyStreaming while a reply
+    streams."""
+    with transaction.atomic():
+        if conversation.messages.filter(status=Message.Status.STREAMING).exists():
+            raise ReplyAlreadyStreaming(
+                "A reply is streaming: stop it or let it finish before deleting messages."
+            )
+        if message_id not in selectors.branch(conversation_id=conversation.pk).ids:
+            raise TurnRefused("That message is not in the conversation as shown.")
+        message = Message.objects.select_for_update().get(pk=message_id)
+        # The whole subtree in one deletion (Django's collector would otherwise walk it one
+        # level at a time, recursively).
+        deleted, per_model = Message.objects.filter(
+            pk__in=_subtree(conversation, message_id)
+        ).delete()
+        remaining = Message.objects.filter(
+            conversation=conversation, parent_id=message.parent_id
+        ).order_by("-id")
+        newest = remaining.first()
+        if newest is not None and not remaining.filter(active=True).exists():
+            remaining.filter(pk=newest.pk).update(active=True)
+        _touch(conversation)
+    return per_model.get("chat.Message", deleted)
 
 
 def turn_regenerate(
@@ -299,12 +411,8 @@ def turn_continue(
     """
     with transaction.atomic():
         _check_limits(conversation, new_message=False)
-        last = (
-            Message.objects.select_for_update()
-            .filter(conversation=conversation)
-            .order_by("-id")
-            .first()
-        )
+        shown = selectors.branch(conversation_id=conversation.pk).ids
+        last = Message.objects.select_for_update().filter(pk__in=shown[-1:]).first()
         if last is None or not last.can_continue:
             raise TurnRefused("Only the last reply can be continued, and only if it was cut off.")
         try:
@@ -395,6 +503,8 @@ def message_finalize(
         heartbeat_at=now,
     )
     message = Message.objects.filter(pk=message_id).first()
+    if message is not None:
+        mark_versions(message)
     if message is None:
         # The conversation was deleted while the reply streamed: nothing is left to save, but
         # the caller still reports the outcome (an unsaved message).

@@ -20,6 +20,7 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
 from django.core.files.base import ContentFile
 from django.core.files.storage import storages
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from chat.files.checks import AttachmentRefused, CheckedFile, check_file
@@ -151,12 +152,15 @@ def reap_unsent(*, older_than: timedelta | None = None) -> int:
 
 def delete_files(sender: Any, instance: Attachment, **kwargs: Any) -> None:
     """post_delete of an Attachment: its files go once the deletion is committed (a rolled
-    back deletion keeps them)."""
+    back deletion keeps them), unless another row still names them (an edited message's new
+    version shares its files)."""
     names = [name for name in (instance.file.name, instance.thumbnail.name) if name]
 
     def delete() -> None:
         storage = storages["attachments"]
         for name in names:
+            if Attachment.objects.filter(Q(file=name) | Q(thumbnail=name)).exists():
+                continue
             try:
                 storage.delete(name)
             except OSError:

@@ -1,0 +1,70 @@
+"""One message on the page: show another of its versions, or delete it (and what follows).
+
+Both are refused while a reply streams in the conversation (the page would no longer match
+what is being answered). Ownership is checked through the selectors, as on every page.
+"""
+
+from __future__ import annotations
+
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods, require_POST
+
+from chat.data import selectors, services
+from chat.data.services import TurnRefused
+from chat.models import Conversation, Message
+
+
+def _owned_or_404(request: HttpRequest, conversation_id: str) -> Conversation:
+    conversation = selectors.conversation_for_user(
+        conversation_id=conversation_id, user=request.user
+    )
+    if conversation is None:
+        raise Http404("No such conversation.")
+    return conversation
+
+
+@login_required
+@require_POST
+def message_select(request: HttpRequest, conversation_id: str, message_id: int) -> HttpResponse:
+    """`< k/N >`: show that version (htmx: the message list of the branch it leads to; a
+    plain form: the page again). Refused with a notice while a reply streams."""
+    conversation = _owned_or_404(request, conversation_id)
+    notice = ""
+    try:
+        if not services.version_select(conversation=conversation, message_id=message_id):
+            raise Http404("No such message.")
+    except TurnRefused as exc:
+        notice = str(exc)
+    if request.headers.get("HX-Request") != "true":
+        return redirect("chat:conversation_detail", conversation_id=conversation.pk)
+    messages = selectors.conversation_messages(conversation=conversation)
+    return render(request, "chat/_version_switched.html", {"messages": messages, "notice": notice})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def message_delete(request: HttpRequest, conversation_id: str, message_id: int) -> HttpResponse:
+    """GET: ask for confirmation (saying how many messages go). POST: delete it and every
+    reply after it, and show the conversation."""
+    conversation = _owned_or_404(request, conversation_id)
+    message = Message.objects.filter(conversation=conversation, pk=message_id).first()
+    if message is None:
+        raise Http404("No such message.")
+    error = ""
+    if request.method == "POST":
+        try:
+            services.message_delete(conversation=conversation, message_id=message_id)
+        except TurnRefused as exc:
+            error = str(exc)
+        else:
+            return redirect("chat:conversation_detail", conversation_id=conversation.pk)
+    shown = selectors.branch(conversation_id=conversation.pk).ids
+    following = len([pk for pk in shown if pk > message.pk]) if message.pk in shown else 0
+    return render(
+        request,
+        "chat/message_delete.html",
+        {"conversation": conversation, "message": message, "following": following, "error": error},
+        status=409 if error else 200,
+    )
