@@ -36,6 +36,10 @@ ROUTES = [
     ("chat:attachment", "get", True),
     ("chat:attachment_thumbnail", "get", True),
     ("chat:attachment_remove", "post", True),
+    # "Owned": a message of the conversation (see _url).
+    ("chat:message_select", "post", True),
+    ("chat:message_delete", "get", True),
+    ("chat:message_delete", "post", True),
 ]
 PUBLIC = {"chat:home", "chat:signup"}
 # The API authenticates by token, not by session: its own checks are below.
@@ -53,6 +57,12 @@ def _url(name: str, conversation: Conversation | None) -> str:
 
     if name == "chat:api_token_revoke":
         return reverse(name, kwargs={"token_id": 1})
+    if name.startswith("chat:message_"):
+        assert conversation is not None
+        message = conversation.messages.order_by("id").first() or Message.objects.create(
+            conversation=conversation, role="user", content="private words"
+        )
+        return reverse(name, kwargs={"conversation_id": conversation.pk, "message_id": message.pk})
     if name.startswith("chat:attachment_") or name == "chat:attachment":
         if conversation is None:
             return reverse(name)
@@ -152,11 +162,12 @@ def test_every_post_needs_the_csrf_token(
     assert Conversation.objects.filter(pk=conversation.pk, title="Test chat").exists()
 
 
-# (GET of delete is its confirmation page; GET of the tokens page lists them.)
+# (GET of a delete is its confirmation page; GET of the tokens page lists them.)
 POST_ONLY = [
     r
     for r in ROUTES
-    if r[1] == "post" and r[0] not in {"chat:conversation_delete", "chat:api_tokens"}
+    if r[1] == "post"
+    and r[0] not in {"chat:conversation_delete", "chat:api_tokens", "chat:message_delete"}
 ]
 
 
