@@ -22,6 +22,7 @@ from chat.providers import load_provider  # noqa: E402
 from chat.replies import shutdown  # noqa: E402
 from chat.replies.background import ProcessTasksMiddleware  # noqa: E402
 from chat.ws.routing import websocket_urlpatterns  # noqa: E402
+from chatsite.daphne_bodies import leave_form_bodies_unparsed  # noqa: E402
 from chatsite.static_asgi import StaticFilesApp  # noqa: E402
 
 # Build the channel layer now, not on the first stop: importing its Redis backend takes a
@@ -31,6 +32,8 @@ get_channel_layer()
 shutdown.install()
 # Import the model provider's SDK now, not inside the first reply.
 load_provider()
+# Daphne's Twisted must not parse upload bodies on the event loop (chatsite/daphne_bodies.py).
+leave_form_bodies_unparsed()
 
 application = ProcessTasksMiddleware(
     ProtocolTypeRouter(
