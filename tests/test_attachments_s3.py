@@ -5,6 +5,7 @@ the conversation."""
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from typing import Any
 
@@ -79,7 +80,7 @@ def test_a_turn_reads_the_file_from_the_store_and_deleting_the_conversation_dele
     )
     turns = selectors.history_for_model(conversation=conversation, before_message_id=reply.pk)
     (part,) = store.with_bytes(turns)[0].files
-    assert part.data == pdf
+    assert base64.b64decode(part.content) == pdf
     assert len(keys(s3)) == 1
     services.conversation_delete(conversation_id=conversation.pk)
     assert keys(s3) == []

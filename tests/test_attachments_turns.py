@@ -281,5 +281,51 @@ def test_a_file_missing_from_storage_is_said_to_be_gone_rather_than_failing_the_
     turns = selectors.history_for_model(conversation=conversation, before_message_id=reply.pk)
     loaded = store.with_bytes(turns)
     assert loaded[0].files[0].kind == "text"
-    assert b"gone.png is no longer available" in loaded[0].files[0].data
+    assert "gone.png is no longer available" in loaded[0].files[0].content
     assert user_message.files == [attachment]
+
+
+def test_files_past_one_requests_bytes_leave_the_oldest_turns_out_of_it() -> None:
+    from chat.providers import ChatTurn, FilePart
+    from chat.replies.context import ContextTooSmall, fit_history
+
+    def pdf(size: int) -> tuple[FilePart, ...]:
+        return (
+            FilePart(
+                kind="document", media_type="application/pdf", name="a.pdf", tokens=10, size=size
+            ),
+        )
+
+    turns = [
+        ChatTurn("user", "one", pdf(8_000)),
+        ChatTurn("assistant", "ok"),
+        ChatTurn("user", "two", pdf(8_000)),
+        ChatTurn("assistant", "ok"),
+        ChatTurn("user", "three", pdf(8_000)),
+    ]
+    window = {"context_tokens": 100_000, "max_tokens": 1000, "system": ""}
+    assert fit_history(turns, **window, file_bytes=24_000).dropped == 0
+    fitted = fit_history(turns, **window, file_bytes=20_000)
+    assert (fitted.dropped, [t.content for t in fitted.turns]) == (2, ["two", "ok", "three"])
+    with pytest.raises(ContextTooSmall, match="files are too large together"):
+        fit_history(turns, **window, file_bytes=5_000)
+
+
+async def test_a_messages_files_past_one_requests_bytes_are_refused_by_every_door(
+    owner_client: AsyncClient,
+    chat_socket: SocketFactory,
+    user: User,
+    conversation: Conversation,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from chat.files import checks
+
+    monkeypatch.setattr(checks, "MAX_REQUEST_FILE_BYTES", 1500)
+    ids = [uploaded_id(await upload_file(owner_client, f"{n}.txt", b"x" * 1000)) for n in range(2)]
+    sock = await chat_socket(conversation, user)
+    await sock.send("send", "Both", ids)
+    notice = await sock.until(r'notice--error" role="alert"[^>]*>([^<]*)<')
+    assert "These files come to 2.0 KB together" in notice.group(1)
+    assert "at most 1.5 KB together" in notice.group(1)
+    assert await Message.objects.acount() == 0
+    assert await Attachment.objects.filter(message=None).acount() == 2

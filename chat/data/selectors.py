@@ -154,6 +154,7 @@ def file_part(attachment: Attachment) -> FilePart:
         name=attachment.name,
         tokens=attachment.tokens,
         key=str(attachment.pk),
+        size=attachment.size,
     )
 
 

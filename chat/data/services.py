@@ -14,6 +14,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from chat.data import selectors
+from chat.files.checks import AttachmentRefused, check_total
 from chat.models import Attachment, Conversation, Message
 
 TITLE_WORDS = 8
@@ -144,6 +145,10 @@ def _bind_attachments(
             "An attached file is no longer there (sent already, or removed): attach it again."
         )
     ordered = [found[pk] for pk in ids]
+    try:
+        check_total([attachment.size for attachment in ordered])
+    except AttachmentRefused as exc:
+        raise TurnRefused(str(exc)) from None
     for position, attachment in enumerate(ordered):
         attachment.message = message
         attachment.position = position

@@ -56,6 +56,11 @@ MAX_IMAGE_SIDE = 8000
 MAX_IMAGE_BYTES = 5 * 1024 * 1024 * 3 // 4
 #: Images larger than this many pixels are not decoded at all (a decompression bomb).
 MAX_IMAGE_PIXELS = 64_000_000
+#: The most bytes of files one request may carry: Anthropic takes requests of up to 32 MB, and
+#: base64 makes 20 MB of files 26.7 MB, which leaves room for the conversation's text. A
+#: message's files together are held to it, and older turns' files are left out of a request
+#: past it (chat/replies/context.py).
+MAX_REQUEST_FILE_BYTES = 20 * 1024 * 1024
 #: Anthropic reads PDFs of up to 100 pages.
 MAX_PDF_PAGES = 100
 THUMBNAIL_SIDE = 320
@@ -154,6 +159,18 @@ def clean_ids(values: object) -> list[uuid.UUID]:
             ids.append(value)
     check_count(len(ids))
     return ids
+
+
+def check_total(sizes: list[int]) -> None:
+    """Refuse files that together would not fit in one request to Claude (413)."""
+    total = sum(sizes)
+    if total > MAX_REQUEST_FILE_BYTES:
+        raise AttachmentRefused(
+            f"These files come to {size_text(total)} together; one message's files can be at "
+            f"most {size_text(MAX_REQUEST_FILE_BYTES)} together (Anthropic's request limit). "
+            "Send some with the next message.",
+            status=413,
+        )
 
 
 def size_text(size: int) -> str:

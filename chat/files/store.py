@@ -9,6 +9,7 @@ transaction commits (`_delete_files`, connected in chat/apps.py).
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import logging
 import uuid
@@ -113,8 +114,10 @@ def read(attachment: Attachment) -> bytes:
 
 
 def with_bytes(turns: list[ChatTurn]) -> list[ChatTurn]:
-    """The turns with their files' bytes read (for a request: only the turns that fit). A file
-    gone from the storage is said to be gone, in its place, rather than failing the turn."""
+    """The turns with their files read and encoded for a request (only the turns that fit; in
+    the caller's worker thread, never on the event loop: base64 of 10 MB takes a while). A
+    file gone from the storage is said to be gone, in its place, rather than failing the
+    turn."""
     keys = {part.key for turn in turns for part in turn.files}
     if not keys:
         return turns
@@ -130,13 +133,16 @@ def _read_part(part: FilePart, found: dict[str, Attachment]) -> FilePart:
     try:
         if attachment is None:
             raise FileNotFoundError(part.key)
-        return dataclasses.replace(part, data=read(attachment))
+        data = read(attachment)
     except OSError:
         logger.exception("attachment %s (%s) could not be read", part.key, part.name)
         gone = f"(The attached file {part.name} is no longer available.)"
         return FilePart(
-            kind="text", media_type="text/plain", name=part.name, tokens=20, data=gone.encode()
+            kind="text", media_type="text/plain", name=part.name, tokens=20, content=gone
         )
+    if part.kind == "text":
+        return dataclasses.replace(part, content=data.decode("utf-8"))
+    return dataclasses.replace(part, content=base64.b64encode(data).decode("ascii"))
 
 
 def reap_unsent(*, older_than: timedelta | None = None) -> int:

@@ -29,7 +29,6 @@ per delta.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import html
 import json
@@ -286,13 +285,9 @@ def message_param(turn: ChatTurn) -> dict[str, Any]:
 def _file_block(part: FilePart) -> dict[str, Any]:
     if part.kind == "text":
         name = html.escape(part.name)
-        text = part.data.decode("utf-8")
-        return {"type": "text", "text": f'<document name="{name}">\n{text}\n</document>'}
-    source = {
-        "type": "base64",
-        "media_type": part.media_type,
-        "data": base64.b64encode(part.data).decode("ascii"),
-    }
+        return {"type": "text", "text": f'<document name="{name}">\n{part.content}\n</document>'}
+    # (Encoded to base64 when it was read, off the event loop.)
+    source = {"type": "base64", "media_type": part.media_type, "data": part.content}
     if part.kind == "image":
         return {"type": "image", "source": source}
     return {"type": "document", "source": source, "title": part.name}

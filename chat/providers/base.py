@@ -16,8 +16,9 @@ from typing import Literal, Protocol
 class FilePart:
     """A file in a turn, before its text: an image, a PDF (`document`) or a text file.
 
-    `data` holds its bytes once they are read for a request (chat/replies/turns.py reads them
-    only for the turns that fit the context window); `tokens` is an estimate of its cost."""
+    `content` is filled once the file is read for a request (chat/replies/turns.py reads only
+    the files of turns that fit, in a worker thread): an image's or a PDF's bytes in base64, a
+    text file's text. `tokens` is an estimate of its cost, `size` its bytes."""
 
     kind: Literal["image", "document", "text"]
     media_type: str
@@ -25,7 +26,8 @@ class FilePart:
     tokens: int
     key: str = ""
     """Where the app keeps it (an attachment's id); the provider ignores it."""
-    data: bytes = b""
+    size: int = 0
+    content: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -76,12 +76,12 @@ def received(history: list[ChatTurn]) -> str:
 
 
 def _describe(part: FilePart) -> str:
-    size = f"{len(part.data):,} bytes"
+    size = f"{part.size:,} bytes"
     if part.kind == "image":
         return f"an image, {part.media_type}, {size}"
     if part.kind == "document":
         return f"a PDF document, {size}"
-    lines = part.data.decode("utf-8", "replace").count("\n") + 1
+    lines = part.content.count("\n") + 1
     return f"a text file, {lines:,} line{'s' if lines > 1 else ''}"
 
 

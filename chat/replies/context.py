@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from chat.files.checks import MAX_REQUEST_FILE_BYTES
 from chat.providers import ChatTurn
 
 
@@ -34,7 +35,12 @@ class ContextTooSmall(ValueError):
 
 
 def fit_history(
-    turns: list[ChatTurn], *, context_tokens: int, max_tokens: int, system: str
+    turns: list[ChatTurn],
+    *,
+    context_tokens: int,
+    max_tokens: int,
+    system: str,
+    file_bytes: int = MAX_REQUEST_FILE_BYTES,
 ) -> Fitted:
     """The newest turns that fit the window, oldest first, starting with a user turn.
 
@@ -48,6 +54,12 @@ def fit_history(
     prompt cache can read back; trimmed one turn at a time, every turn's prefix would be new and
     would be written to the cache again (at 1.25x the input price) instead of read (0.1x).
     """
+    start = _first_within_file_bytes(turns, file_bytes)
+    if start:
+        kept = fit_history(
+            turns[start:], context_tokens=context_tokens, max_tokens=max_tokens, system=system
+        )
+        return Fitted(turns=kept.turns, dropped=kept.dropped + start)
     budget = context_tokens - max_tokens - estimate_prompt_tokens(system)
     costs = [turn_tokens(turn) for turn in turns]
     total = sum(costs)
@@ -66,6 +78,26 @@ def fit_history(
                 return Fitted(turns=turns[index:], dropped=index)
         offset += cost
     return _newest_that_fit(turns, costs, budget)
+
+
+def _first_within_file_bytes(turns: list[ChatTurn], budget: int) -> int:
+    """Where the history must start for its files to fit one request (Anthropic takes 32 MB):
+    0 when they all do; else the first user turn after which they do."""
+    sizes = [sum(part.size for part in turn.files) for turn in turns]
+    if sum(sizes) <= budget:
+        return 0
+    used = 0
+    start = len(turns)
+    while start > 0 and used + sizes[start - 1] <= budget:
+        start -= 1
+        used += sizes[start]
+    while start < len(turns) and turns[start].role != "user":
+        start += 1
+    if start == len(turns):
+        raise ContextTooSmall(
+            "This message's files are too large together for one request to Claude. Send fewer."
+        )
+    return start
 
 
 def _newest_that_fit(turns: list[ChatTurn], costs: list[int], budget: int) -> Fitted:
