@@ -33,7 +33,7 @@ run: migrate
 	@$(PY) manage.py ensure_demo_user --host '$(HOST)' --port '$(PORT)'
 	@if [ -n "$$ANTHROPIC_API_KEY" ]; then echo "Provider: Anthropic (ANTHROPIC_API_KEY is set)"; \
 		else echo "Provider: the offline demo model (set ANTHROPIC_API_KEY to talk to Claude)"; fi
-	$(VENV)/bin/daphne -b $(HOST) -p $(PORT) chatsite.asgi:application
+	MALLOC_ARENA_MAX=$${MALLOC_ARENA_MAX:-2} $(VENV)/bin/daphne -b $(HOST) -p $(PORT) chatsite.asgi:application
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -118,6 +118,8 @@ def make_run_commands(*args: str, env: dict[str, str] | None = None) -> dict[str
         if "ensure_demo_user" not in line and "/daphne " not in line:
             continue
         words = shlex.split(line)
+        while words and "=" in words[0] and not words[0].startswith("-"):
+            words = words[1:]  # an environment assignment before the command (MALLOC_ARENA_MAX)
         if "ensure_demo_user" in words:
             found["ensure_demo_user"] = words[words.index("ensure_demo_user") + 1 :]
         elif words and words[0].endswith("/daphne"):
