@@ -8,7 +8,7 @@ them under CI=true.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -79,21 +79,24 @@ def new_context(chromium: Browser, live_app: LiveApp) -> Iterator[ContextFactory
     contexts: list[BrowserContext] = []
     problems: list[str] = []
 
-    def watch(page: Page) -> None:
+    def watch(page: Page, forgive: Callable[[Any], bool]) -> None:
         def on_console(msg: Any) -> None:
             # /favicon.ico, which Chromium asks for where a page links no icon, is forgiven no
             # more: the app answers it (chatsite/urls.py).
-            if msg.type == "error":
+            if msg.type == "error" and not forgive(msg):
                 problems.append(f"console.error on {page.url}: {msg.text} @ {msg.location}")
 
         page.on("console", on_console)
         page.on("pageerror", lambda exc: problems.append(f"page error on {page.url}: {exc}"))
 
-    def factory(**options: Any) -> BrowserContext:
+    def factory(
+        forgive: Callable[[Any], bool] = lambda msg: False, **options: Any
+    ) -> BrowserContext:
+        """`forgive`: a console error the test expects (it is not counted)."""
         options.setdefault("viewport", {"width": 1280, "height": 800})
         context = chromium.new_context(base_url=live_app.base_url, **options)
         context.set_default_timeout(WAIT_MS)
-        context.on("page", watch)
+        context.on("page", lambda page: watch(page, forgive))
         contexts.append(context)
         return context
 
@@ -106,3 +109,16 @@ def new_context(chromium: Browser, live_app: LiveApp) -> Iterator[ContextFactory
 @pytest.fixture
 def page(new_context: ContextFactory) -> Page:
     return new_context().new_page()
+
+
+@pytest.fixture
+def refusing_page(new_context: ContextFactory, live_app: LiveApp) -> Page:
+    """A page whose uploads may be refused: Chromium logs every 4xx answer to a fetch as a
+    console error; this page forgives exactly that (a 400 from the upload URL), and any other
+    console or page error fails the test, as on ``page``."""
+    upload = live_app.url("/attachments/")
+
+    def refused(msg: Any) -> bool:
+        return bool(msg.location.get("url", "") == upload and "status of 400" in msg.text)
+
+    return new_context(forgive=refused).new_page()

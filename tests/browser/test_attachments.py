@@ -17,19 +17,17 @@ from __future__ import annotations
 import base64
 import io
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from PIL import Image, ImageDraw
-from playwright.sync_api import Browser, FilePayload, Page, expect
+from playwright.sync_api import FilePayload, Page, expect
 
 from chat.testing.fake_anthropic import FakeAnthropicControl
 from chat.testing.files import HTML_PAGE, image_bytes, pdf_bytes
 from chat.testing.live import LiveApp
 from tests.browser.helpers import (
     SCREENSHOTS,
-    WAIT_MS,
     ContextFactory,
     article_ids,
     body,
@@ -441,34 +439,6 @@ def test_files_alone_make_a_message_and_a_chip_attached_meanwhile_stays(
         deadline -= 1
     assert attachment_rows(live_app, id=first) == []
     assert attachment_rows(live_app, id=second)[0]["message_id"] is None
-
-
-@pytest.fixture
-def refusing_page(chromium: Browser, live_app: LiveApp) -> Iterator[Page]:
-    """A page whose upload may be refused: Chromium logs every 4xx answer to a fetch as a
-    console error, which the ``page`` fixture counts as a failure. This one forgives exactly
-    that (a 400 from the upload URL) and fails the test on any other console error or page
-    error, as the ``page`` fixture does."""
-    context = chromium.new_context(
-        base_url=live_app.base_url, viewport={"width": 1280, "height": 800}
-    )
-    context.set_default_timeout(WAIT_MS)
-    problems: list[str] = []
-    page = context.new_page()
-
-    def on_console(msg: Any) -> None:
-        url = msg.location.get("url", "")
-        if msg.type != "error" or url.endswith("/favicon.ico"):
-            return
-        if url == live_app.url("/attachments/") and "status of 400" in msg.text:
-            return  # the refusal under test
-        problems.append(f"console.error on {page.url}: {msg.text} @ {msg.location}")
-
-    page.on("console", on_console)
-    page.on("pageerror", lambda exc: problems.append(f"page error on {page.url}: {exc}"))
-    yield page
-    context.close()
-    assert not problems, "the page logged errors:\n" + "\n".join(problems)
 
 
 def test_a_refused_file_shows_the_servers_reason_and_leaves_no_chip(
