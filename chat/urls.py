@@ -68,6 +68,7 @@ urlpatterns = [
         name="attachment_remove",
     ),
     # API tokens, on the user's own page.
+    path("account/", account.account, name="account"),
     path("account/tokens/", account.api_tokens, name="api_tokens"),
     path(
         "account/tokens/<int:token_id>/revoke/",

@@ -28,6 +28,7 @@ ROUTES = [
     ("chat:conversation_delete", "get", True),
     ("chat:conversation_delete", "post", True),
     ("chat:conversation_stop", "post", True),
+    ("chat:account", "get", False),
     ("chat:api_tokens", "get", False),
     ("chat:api_tokens", "post", False),
     ("chat:api_token_revoke", "post", False),

@@ -1,4 +1,5 @@
-"""The user's API tokens page: make a token (shown once), see them, revoke one."""
+"""The user's account page (their data: export, import, share links) and API tokens page (make
+a token, shown once; see them; revoke one)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,16 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from chat.data.api_tokens import token_create, token_revoke, tokens_of
+
+
+@login_required
+@require_GET
+def account(request: HttpRequest) -> HttpResponse:
+    """The account page: each section is its own template (chat/_account_*.html)."""
+    return render(request, "chat/account.html", {})
 
 
 @never_cache  # the one response that shows a new token must not be kept by any cache
