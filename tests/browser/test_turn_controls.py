@@ -41,7 +41,7 @@ def only_assistant_prefill(fake: FakeAnthropicControl, prefix: str) -> RequestRe
     return matches[0]
 
 
-def test_regenerate_and_edit_replace_the_last_reply_in_place(
+def test_regenerate_and_edit_answer_again_in_place_keeping_versions(
     page: Page, live_app: LiveApp, fake: FakeAnthropicControl
 ) -> None:
     sign_in(page, live_app)
@@ -49,7 +49,8 @@ def test_regenerate_and_edit_replace_the_last_reply_in_place(
     user, first = send_with_enter(page, f"{QUICK_REPLY} Name a colour (regenerate)")
     expect_complete(page, first)
 
-    # Regenerate: only on the last reply, and the old bubble makes way for a new one.
+    # Regenerate: only on the last reply; a new bubble takes the old one's place on the page
+    # (the old reply is kept as version 1 of 2: tests/browser/test_versions.py).
     regenerate = page.locator(f"#msg-{first} .regenerate-btn")
     expect(regenerate).to_be_visible()
     regenerate.click()
@@ -59,6 +60,7 @@ def test_regenerate_and_edit_replace_the_last_reply_in_place(
     assert second > first
     expect_complete(page, second)
     assert body(page, second) == db_message(live_app, second)["content"] != ""
+    expect(page.locator(f"#msg-{second} .version-count")).to_have_text("2/2")
 
     # Edit: the last message opens in an editor; Esc cancels, Enter sends the new text.
     page.locator(f"#msg-{user} .edit-btn").click()
@@ -75,18 +77,30 @@ def test_regenerate_and_edit_replace_the_last_reply_in_place(
     editor.fill(f"{QUICK_REPLY} Name a fruit (edited)")
     page.screenshot(path=str(SCREENSHOTS / "edit-message.png"))
     editor.press("Enter")
-    expect(page.locator(f"#msg-{user} .msg-body")).to_have_text(
-        f"{QUICK_REPLY} Name a fruit (edited)"
-    )
+    # The edited text is a new version of the message, with its own reply, in the old one's
+    # place; the old text and its replies are kept as version 1.
+    expect(page.locator(f"#msg-{user}")).to_have_count(0)
     expect(page.locator(f"#msg-{second}")).to_have_count(0)
     expect(page.locator("#messages > article")).to_have_count(2)
-    third = int(page.locator("#messages > article").last.get_attribute("id")[4:])  # type: ignore[index]
+    edited, third = (
+        int(i.removeprefix("msg-"))
+        for i in page.eval_on_selector_all("#messages > article", "els => els.map(e => e.id)")
+    )
+    assert edited > second and third > edited
+    expect(page.locator(f"#msg-{edited} .msg-body")).to_have_text(
+        f"{QUICK_REPLY} Name a fruit (edited)"
+    )
+    expect(page.locator(f"#msg-{edited} .version-count")).to_have_text("2/2")
     expect_complete(page, third)
     assert upstream_request(fake, "(edited)", finished=True).completed
-    assert db_message(live_app, user)["content"] == f"{QUICK_REPLY} Name a fruit (edited)"
-    assert [(m["role"], m["status"]) for m in live_app.messages(conversation)] == [
-        ("user", "complete"),
-        ("assistant", "complete"),
+    assert db_message(live_app, edited)["content"] == f"{QUICK_REPLY} Name a fruit (edited)"
+    assert db_message(live_app, user)["content"] == f"{QUICK_REPLY} Name a colour (regenerate)"
+    assert [(m["id"], m["role"], m["status"]) for m in live_app.messages(conversation)] == [
+        (user, "user", "complete"),
+        (first, "assistant", "complete"),
+        (second, "assistant", "complete"),
+        (edited, "user", "complete"),
+        (third, "assistant", "complete"),
     ]
     # A complete reply was not cut off: there is nothing to continue.
     expect(page.locator(f"#msg-{third} .continue-btn")).to_have_count(0)
@@ -178,8 +192,12 @@ def test_the_page_works_from_the_keyboard_with_a_visible_focus(
     reply = int(page.locator("#messages > article").last.get_attribute("id")[4:])  # type: ignore[index]
     expect_complete(page, reply)
 
-    # Shift+Tab from the composer reaches the last reply's controls; Enter regenerates.
+    # Shift+Tab from the composer reaches the last reply's controls (its Delete link, then
+    # Regenerate); Enter regenerates.
     box.focus()
+    page.keyboard.press("Shift+Tab")
+    focused = page.evaluate("() => document.activeElement.className")
+    assert re.search(r"\bdelete-msg\b", focused), focused
     page.keyboard.press("Shift+Tab")
     focused = page.evaluate("() => document.activeElement.className")
     assert re.search(r"\bregenerate-btn\b", focused), focused
