@@ -3,12 +3,13 @@ from __future__ import annotations
 from django.urls import path
 
 from chat.api import endpoints
-from chat.web import account, attachments, conversations, messages, pages, replies
+from chat.web import account, attachments, conversations, messages, pages, replies, start
 
 app_name = "chat"
 
 urlpatterns = [
-    path("", pages.home, name="home"),
+    path("", start.home, name="home"),
+    path("start/", start.start, name="conversation_start"),
     path("signup/", pages.signup, name="signup"),
     path("conversations/", pages.conversation_list, name="conversation_list"),
     path("conversations/new/", pages.conversation_create, name="conversation_create"),

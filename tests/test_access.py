@@ -19,6 +19,7 @@ pytestmark = pytest.mark.django_db
 ROUTES = [
     ("chat:conversation_list", "get", False),
     ("chat:conversation_create", "post", False),
+    ("chat:conversation_start", "post", False),
     ("chat:conversation_search", "get", False),
     ("chat:conversation_stop_all", "post", False),
     ("chat:active_replies", "get", False),

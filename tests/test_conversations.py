@@ -20,6 +20,7 @@ from chat.data.pricing import ModelTotals, format_usd, usage_from_totals
 from chat.models import Conversation, Message
 from chat.replies import stops
 from chat.replies.layer import group_name
+from chat.testing.conversations import add
 from chat.testing.fake_anthropic import FakeAnthropicServer
 from tests.helpers import SocketFactory, start_slow_reply
 
@@ -44,13 +45,22 @@ def listed(html: str) -> list[str]:
 
 
 def make_conversation(user: User, title: str, *, age_minutes: int = 0) -> Conversation:
+    """A conversation with a message (an empty one is never listed)."""
     conversation = Conversation.objects.create(user=user, title=title)
+    add(conversation, "user", f"About {title}")
     # auto_now would overwrite a saved value: set the time the way turn_start does, by update().
     Conversation.objects.filter(pk=conversation.pk).update(
         updated_at=timezone.now() - timedelta(minutes=age_minutes)
     )
     conversation.refresh_from_db()
     return conversation
+
+
+def with_a_message(conversations: list[Conversation]) -> None:
+    """Give each a message (an empty conversation is never listed)."""
+    Message.objects.bulk_create(
+        Message(conversation=c, role="user", content=f"About {c.title}") for c in conversations
+    )
 
 
 def search(client: Client, query: str, **extra: str) -> str:
@@ -113,7 +123,11 @@ def test_empty_search_lists_the_newest_and_keeps_the_current_one_highlighted(
 def test_search_fragment_is_cut_at_50_with_a_link_to_all_matches(
     client: Client, user: User
 ) -> None:
-    Conversation.objects.bulk_create(Conversation(user=user, title=f"Topic {i}") for i in range(55))
+    with_a_message(
+        Conversation.objects.bulk_create(
+            Conversation(user=user, title=f"Topic {i}") for i in range(55)
+        )
+    )
     client.force_login(user)
     html = search(client, "topic")
     assert len(listed(html)) == 50
@@ -169,8 +183,8 @@ def test_sidebar_lists_the_users_conversations_newest_first_and_marks_the_curren
     assert listed(sidebar) == [str(newest.pk), str(middle.pk), str(oldest.pk)]
     assert str(theirs.pk) not in page
     assert re.findall(r'href="([^"]+)" aria-current="page"', sidebar) == [detail_url(middle)]
-    assert f'action="{reverse("chat:conversation_create")}"' in sidebar
-    assert "csrfmiddlewaretoken" in sidebar
+    # New chat goes to a new conversation's composer (it is made by its first message).
+    assert f'id="new-chat" href="{reverse("chat:home")}"' in sidebar
     assert f'href="{reverse("chat:conversation_list")}">All conversations</a>' in sidebar
     assert f'hx-get="{reverse("chat:conversation_search")}"' in sidebar
     assert 'hx-trigger="input changed delay:250ms, search"' in sidebar
@@ -179,7 +193,11 @@ def test_sidebar_lists_the_users_conversations_newest_first_and_marks_the_curren
 
 @pytest.mark.django_db
 def test_sidebar_shows_the_newest_50(client: Client, user: User) -> None:
-    Conversation.objects.bulk_create(Conversation(user=user, title=f"Chat {i}") for i in range(55))
+    with_a_message(
+        Conversation.objects.bulk_create(
+            Conversation(user=user, title=f"Chat {i}") for i in range(55)
+        )
+    )
     current = make_conversation(user, "Current")
     client.force_login(user)
     page = client.get(detail_url(current)).content.decode()
@@ -196,6 +214,8 @@ def test_sidebar_shows_the_newest_50(client: Client, user: User) -> None:
 def test_rename_sets_the_trimmed_title_and_returns_to_the_conversation(
     client: Client, user: User, conversation: Conversation
 ) -> None:
+    add(conversation, "user", "Hello")  # (an empty conversation is not in the sidebar)
+    conversation.refresh_from_db()
     before = conversation.updated_at
     client.force_login(user)
     page = client.get(detail_url(conversation)).content.decode()
@@ -324,7 +344,6 @@ def test_delete_removes_the_conversation_and_its_messages(
     client: Client, user: User, conversation: Conversation
 ) -> None:
     keep = make_conversation(user, "Keep me")
-    Message.objects.create(conversation=keep, role="user", content="stay")
     for text in ("one", "two", "three"):
         Message.objects.create(conversation=conversation, role="user", content=text)
     client.force_login(user)

@@ -50,17 +50,18 @@ def test_new_chat_needs_post_and_csrf(user: User) -> None:
     assert not Conversation.objects.exists()
 
 
-def test_new_chat_opens_the_conversation_page(client: Client, user: User) -> None:
+def test_new_chat_opens_a_composer_and_makes_no_conversation_until_a_message(
+    client: Client, user: User
+) -> None:
     client.force_login(user)
     response = client.post(reverse("chat:conversation_create"))
-    conversation = Conversation.objects.get(user=user)
-    assert response["Location"] == reverse(
-        "chat:conversation_detail", kwargs={"conversation_id": conversation.pk}
-    )
+    assert response["Location"] == reverse("chat:home")
     page = client.get(response["Location"]).content.decode()
-    assert f'ws-connect="/ws/chat/{conversation.pk}/?after=0"' in page
+    assert f'action="{reverse("chat:conversation_start")}"' in page
     assert 'id="composer-input"' in page and 'id="send-button"' in page
+    assert "ws-connect" not in page  # no conversation yet, so no socket
     assert "Demo (offline)" in page  # the page says which provider is active
+    assert not Conversation.objects.exists()
 
 
 def test_conversation_page_shows_history_marker_and_usage(

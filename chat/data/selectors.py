@@ -25,8 +25,14 @@ def conversation_for_user(
     return Conversation.objects.filter(pk=conversation_id, user_id=user.pk).first()
 
 
+def _with_messages(conversations: QuerySet[Conversation]) -> QuerySet[Conversation]:
+    """Only conversations with a message: an empty one (made by the API, or left over from
+    before a conversation was made by its first message) is never listed."""
+    return conversations.filter(Exists(Message.objects.filter(conversation_id=OuterRef("pk"))))
+
+
 def conversation_list(*, user: AbstractBaseUser) -> QuerySet[Conversation]:
-    return Conversation.objects.filter(user_id=user.pk).order_by("-updated_at")
+    return _with_messages(Conversation.objects.filter(user_id=user.pk)).order_by("-updated_at")
 
 
 #: The newest messages a conversation page shows; "Show earlier messages" loads older ones, this
@@ -159,7 +165,13 @@ def file_part(attachment: Attachment) -> FilePart:
 
 
 def message_by_id(*, message_id: int) -> Message:
-    return Message.objects.get(pk=message_id)
+    """The message, knowing which of its versions it is (for its bubble)."""
+    message = Message.objects.get(pk=message_id)
+    siblings = Message.objects.filter(
+        conversation_id=message.conversation_id, parent_id=message.parent_id
+    ).order_by("id")
+    mark_version(message, list(siblings.values_list("id", flat=True)))
+    return message
 
 
 def streaming_message(*, conversation_id: uuid.UUID | str) -> Message | None:
@@ -192,9 +204,13 @@ aactive_replies = database_sync_to_async(active_replies)
 
 
 def newest_message(*, conversation: Conversation) -> Message | None:
-    """The last message of the shown branch (where the next message goes)."""
-    ids = branch(conversation_id=conversation.pk).ids
-    return Message.objects.filter(pk=ids[-1]).first() if ids else None
+    """The last message of the shown branch (where the next message goes), knowing which of
+    its versions it is."""
+    shown = branch(conversation_id=conversation.pk)
+    message = Message.objects.filter(pk=shown.ids[-1]).first() if shown.ids else None
+    if message is not None:
+        mark_version(message, shown.versions[message.pk])
+    return message
 
 
 # --- The conversations sidebar, search, and usage -------------------------------------------
@@ -203,7 +219,7 @@ def newest_message(*, conversation: Conversation) -> Message | None:
 def sidebar_conversations(*, user: AbstractBaseUser, limit: int = 50) -> list[Conversation]:
     """The user's newest conversations, newest first (only what a list item shows)."""
     return list(
-        Conversation.objects.filter(user_id=user.pk)
+        _with_messages(Conversation.objects.filter(user_id=user.pk))
         .only("id", "title", "updated_at")
         .order_by("-updated_at")[:limit]
     )
@@ -215,7 +231,7 @@ def conversation_search(*, user: AbstractBaseUser, query: str) -> QuerySet[Conve
     query = query.strip()
     in_messages = Message.objects.filter(conversation_id=OuterRef("pk"), content__icontains=query)
     return (
-        Conversation.objects.filter(user_id=user.pk)
+        _with_messages(Conversation.objects.filter(user_id=user.pk))
         .filter(Q(title__icontains=query) | Exists(in_messages))
         .only("id", "title", "updated_at")
         .order_by("-updated_at")

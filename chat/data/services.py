@@ -275,6 +275,11 @@ def mark_versions(message: Message) -> None:
     selectors.mark_version(message, list(siblings.values_list("id", flat=True)))
 
 
+def messages_below(*, conversation: Conversation, message_id: int) -> int:
+    """How many messages deleting this one takes with it (every version below it)."""
+    return len(_subtree(conversation, message_id)) - 1
+
+
 def _new_version_of(message: Message, text: str) -> Message:
     """A user message's new version with `text` and the same files (their rows copied; the
     stored files are shared, and deleted with the last row that names them)."""

@@ -87,11 +87,11 @@ class Audience:
         return len(self._remote)
 
     def watched(self) -> bool:
-        return (
-            bool(self._holders)
-            or registry.watched(self._reply.conversation_id)
-            or self._remote_watchers() > 0
-        )
+        return bool(self._holders) or self.pages_watch()
+
+    def pages_watch(self) -> bool:
+        """A page shows the conversation, in this process or another."""
+        return registry.watched(self._reply.conversation_id) or self._remote_watchers() > 0
 
     async def watch_remote(self, channel: str) -> None:
         """A page on another process watches (or renews): a newcomer gets the text so far."""

@@ -19,6 +19,7 @@ simply retry in a moment (chat/replies/admission.py).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import AsyncIterator, Generator, Sequence
@@ -160,6 +161,20 @@ class Turn:
     def hang_up(self) -> None:
         """The door is gone (an API caller hung up): stop at once. Safe to call again."""
         self.reply.stop(Message.StopReason.DISCONNECT)
+
+    async def hand_over(self, *, within: float) -> None:
+        """Let go of the reply once a page shows it (the page this door sent the user to), or
+        after `within` seconds: from then on it goes on, or stops, as any page's reply does
+        (chat/replies/audience.py's grace). Unlike `leave`, this never stops it."""
+        audience = self.reply.audience
+        deadline = asyncio.get_running_loop().time() + within
+        try:
+            while not self.reply.done and not audience.pages_watch():
+                if asyncio.get_running_loop().time() >= deadline:
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            audience.release(self._events)
 
     async def leave(self) -> None:
         if not self.reply.done:

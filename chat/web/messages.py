@@ -31,16 +31,21 @@ def message_select(request: HttpRequest, conversation_id: str, message_id: int) 
     """`< k/N >`: show that version (htmx: the message list of the branch it leads to; a
     plain form: the page again). Refused with a notice while a reply streams."""
     conversation = _owned_or_404(request, conversation_id)
-    notice = ""
+    htmx = request.headers.get("HX-Request") == "true"
     try:
         if not services.version_select(conversation=conversation, message_id=message_id):
             raise Http404("No such message.")
     except TurnRefused as exc:
-        notice = str(exc)
-    if request.headers.get("HX-Request") != "true":
+        if not htmx:
+            return redirect("chat:conversation_detail", conversation_id=conversation.pk)
+        # Only the notice: the list stays as it is (a reply streaming in it goes on showing).
+        refused = render(request, "chat/_version_switched.html", {"notice": str(exc)})
+        refused["HX-Reswap"] = "none"
+        return refused
+    if not htmx:
         return redirect("chat:conversation_detail", conversation_id=conversation.pk)
     messages = selectors.conversation_messages(conversation=conversation)
-    return render(request, "chat/_version_switched.html", {"messages": messages, "notice": notice})
+    return render(request, "chat/_version_switched.html", {"messages": messages})
 
 
 @login_required
@@ -62,9 +67,16 @@ def message_delete(request: HttpRequest, conversation_id: str, message_id: int) 
             return redirect("chat:conversation_detail", conversation_id=conversation.pk)
     shown = selectors.branch(conversation_id=conversation.pk).ids
     following = len([pk for pk in shown if pk > message.pk]) if message.pk in shown else 0
+    below = services.messages_below(conversation=conversation, message_id=message.pk)
     return render(
         request,
         "chat/message_delete.html",
-        {"conversation": conversation, "message": message, "following": following, "error": error},
+        {
+            "conversation": conversation,
+            "message": message,
+            "following": following,
+            "hidden": below - following,
+            "error": error,
+        },
         status=409 if error else 200,
     )

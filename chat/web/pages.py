@@ -13,7 +13,7 @@ from django.shortcuts import redirect, render
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from chat.data import selectors, services
+from chat.data import selectors
 from chat.models import Conversation, Message
 from chat.providers import get_provider
 from chat.web.forms import ConversationSettingsForm
@@ -23,20 +23,15 @@ def _provider_context() -> dict[str, str]:
     return {"provider_name": get_provider().name, "default_model": settings.CHAT_MODEL}
 
 
-@require_GET
-def home(request: HttpRequest) -> HttpResponse:
-    return redirect("chat:conversation_list" if request.user.is_authenticated else "login")
-
-
 @require_http_methods(["GET", "POST"])
 def signup(request: HttpRequest) -> HttpResponse:
     if request.user.is_authenticated:
-        return redirect("chat:conversation_list")
+        return redirect("chat:home")
     form: UserCreationForm[Any] = UserCreationForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         user = form.save()
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-        return redirect("chat:conversation_list")
+        return redirect("chat:home")
     return render(request, "registration/signup.html", {"form": form})
 
 
@@ -60,8 +55,9 @@ def conversation_list(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_POST
 def conversation_create(request: HttpRequest) -> HttpResponse:
-    conversation = services.conversation_create(user=request.user)  # type: ignore[arg-type]
-    return redirect("chat:conversation_detail", conversation_id=conversation.pk)
+    """(Before pages opened ready, New chat made an empty conversation here.) A conversation is
+    now made by its first message: this goes to the composer that sends it."""
+    return redirect("chat:home")
 
 
 def _owned_or_404(request: HttpRequest, conversation_id: str) -> Conversation:

@@ -22,7 +22,7 @@ from urllib.parse import parse_qs
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from chat.data import selectors, services
+from chat.data import selectors
 from chat.models import Conversation, Message
 from chat.replies import layer, turns
 from chat.replies.events import FragmentEvent, GoneEvent, ReplyEvent, ReplyFinished
@@ -227,11 +227,9 @@ class ChatConsumer(LayerResilientConsumer):
             await self._stop()
         elif command == "/help":
             self._notice(render.help_text())
-        else:  # /new: the page goes to a new conversation (its socket closes, as on any leave)
-            conversation = await database_sync_to_async(services.conversation_create)(
-                user=self.scope["user"]
-            )
-            self._send(render.navigate(conversation))
+        else:  # /new: the page goes to a new conversation's composer (its socket closes, as on
+            # any leave); the conversation is made by the first message sent there
+            self._send(render.navigate())
 
     # --- group events (other processes, HTTP endpoints) ---------------------------------------
 

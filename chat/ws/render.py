@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from django.template.loader import get_template, render_to_string
 
-from chat.models import Conversation, Message
+from chat.models import Message
 from chat.replies.events import (
     ReplyEvent,
     ReplyFinished,
@@ -84,9 +84,10 @@ def help_text() -> str:
     return "Commands: " + "; ".join(f"{name}: {what}" for name, what in COMMANDS.items()) + "."
 
 
-def navigate(conversation: Conversation) -> str:
-    """Send the page to another conversation (chat.js follows the link)."""
-    return render_to_string(f"{FRAMES}#navigate", {"conversation": conversation})
+def navigate() -> str:
+    """Send the page to a new conversation's composer (chat.js follows the link): the
+    conversation is made by its first message there."""
+    return render_to_string(f"{FRAMES}#navigate")
 
 
 def gone() -> str:

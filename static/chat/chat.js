@@ -459,6 +459,22 @@
   // A message is not sent while one of its files is still on its way (its id is not known
   // yet): the send waits for the user to press again. Capture phase, so that the handler
   // above sees it held back.
+  // A new conversation's composer (templates/chat/new_chat.html) is a plain form: it waits
+  // for its uploads the same way, and is sent once.
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    if (!form || form.id !== "start-form") { return; }
+    if (uploading()) {
+      event.preventDefault();
+      fileNotice("A file is still uploading: send again when its chip is ready.", "info");
+      return;
+    }
+    if (form.dataset.sent) { event.preventDefault(); return; }
+    form.dataset.sent = "true";
+    var button = byId("send-button");
+    if (button) { button.disabled = true; button.textContent = "Sending…"; }
+  });
+
   document.addEventListener("htmx:wsConfigSend", function (event) {
     if (!event.target || event.target.id !== "send-button" || !uploading()) { return; }
     event.preventDefault();
