@@ -54,14 +54,26 @@ def test_new_chat_opens_a_composer_and_makes_no_conversation_until_a_message(
     client: Client, user: User
 ) -> None:
     client.force_login(user)
-    response = client.post(reverse("chat:conversation_create"))
-    assert response["Location"] == reverse("chat:home")
-    page = client.get(response["Location"]).content.decode()
+    sidebar = client.get(reverse("chat:conversation_list")).content.decode()
+    assert f'id="new-chat" href="{reverse("chat:home")}"' in sidebar
+    page = client.get(reverse("chat:home")).content.decode()
     assert f'action="{reverse("chat:conversation_start")}"' in page
     assert 'id="composer-input"' in page and 'id="send-button"' in page
     assert "ws-connect" not in page  # no conversation yet, so no socket
     assert "Demo (offline)" in page  # the page says which provider is active
     assert not Conversation.objects.exists()
+
+
+def test_a_script_may_still_make_an_empty_conversation_which_no_list_shows(
+    client: Client, user: User
+) -> None:
+    client.force_login(user)
+    response = client.post(reverse("chat:conversation_create"))
+    conversation = Conversation.objects.get(user=user)
+    assert response["Location"] == reverse("chat:conversation_detail", args=[conversation.pk])
+    page = client.get(response["Location"]).content.decode()
+    assert f'ws-connect="/ws/chat/{conversation.pk}/?after=0"' in page
+    assert f'id="conv-{conversation.pk}-title"' not in page
 
 
 def test_conversation_page_shows_history_marker_and_usage(

@@ -13,7 +13,7 @@ from django.shortcuts import redirect, render
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from chat.data import selectors
+from chat.data import selectors, services
 from chat.models import Conversation, Message
 from chat.providers import get_provider
 from chat.web.forms import ConversationSettingsForm
@@ -55,9 +55,11 @@ def conversation_list(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_POST
 def conversation_create(request: HttpRequest) -> HttpResponse:
-    """(Before pages opened ready, New chat made an empty conversation here.) A conversation is
-    now made by its first message: this goes to the composer that sends it."""
-    return redirect("chat:home")
+    """An empty conversation, and its page (for scripts and the test clients: the page's New
+    chat goes to the composer at `/`, where the first message makes the conversation). It is
+    listed nowhere until it has a message."""
+    conversation = services.conversation_create(user=request.user)  # type: ignore[arg-type]
+    return redirect("chat:conversation_detail", conversation_id=conversation.pk)
 
 
 def _owned_or_404(request: HttpRequest, conversation_id: str) -> Conversation:
