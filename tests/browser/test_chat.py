@@ -554,10 +554,17 @@ def test_a_newcomer_signs_up_with_clear_errors_and_lands_ready_to_chat(
     page.get_by_label("Password", exact=True).fill("a-long-passphrase-42")
     page.get_by_label("Password confirmation").fill("a-long-passphrase-42")
     page.get_by_role("button", name="Create account").click()
-    page.wait_for_url(re.compile(r"/conversations/$"))
+    # Ready to chat: the composer at /, focused; the first message makes the conversation.
+    page.wait_for_url(re.compile(r"://[^/]+/$"))
     expect(page.locator(".whoami")).to_have_text(name)
     expect(page.get_by_role("link", name="Admin")).to_have_count(0)  # not staff
-    new_chat(page)
+    expect(page.locator("#composer-input")).to_be_focused()
+    page.keyboard.type("Hello [[fake:deltas=4,interval=0.01]]")
+    page.keyboard.press("Enter")
+    page.wait_for_url(re.compile(r"/conversations/[0-9a-f-]{36}/$"))
+    expect(page.locator("article.msg--user")).to_contain_text("Hello")
+    expect(page.locator("article.msg--assistant.msg--complete")).to_have_count(1)
+    expect(page.locator(".sidebar-list")).to_contain_text("Hello")
 
     # Signed out, a wrong password gets a clear message and keeps the username.
     page.get_by_role("button", name="Sign out").click()
