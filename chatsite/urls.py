@@ -25,5 +25,7 @@ urlpatterns = [
         name="favicon",
     ),
     path("accounts/", include("django.contrib.auth.urls")),
+    # The language switch in the top bar and on the sign-in page posts to set_language here.
+    path("i18n/", include("django.conf.urls.i18n")),
     path("", include("chat.urls")),
 ]
