@@ -73,7 +73,9 @@ def test_a_script_may_still_make_an_empty_conversation_which_no_list_shows(
     assert response["Location"] == reverse("chat:conversation_detail", args=[conversation.pk])
     page = client.get(response["Location"]).content.decode()
     assert f'ws-connect="/ws/chat/{conversation.pk}/?after=0"' in page
-    assert f'id="conv-{conversation.pk}-title"' not in page
+    assert f'id="conv-{conversation.pk}-title"' in page  # its own page lists it
+    listing = client.get(reverse("chat:conversation_list")).content.decode()
+    assert str(conversation.pk) not in listing  # no other list does
 
 
 def test_conversation_page_shows_history_marker_and_usage(

@@ -216,13 +216,16 @@ def newest_message(*, conversation: Conversation) -> Message | None:
 # --- The conversations sidebar, search, and usage -------------------------------------------
 
 
-def sidebar_conversations(*, user: AbstractBaseUser, limit: int = 50) -> list[Conversation]:
-    """The user's newest conversations, newest first (only what a list item shows)."""
-    return list(
-        _with_messages(Conversation.objects.filter(user_id=user.pk))
-        .only("id", "title", "updated_at")
-        .order_by("-updated_at")[:limit]
-    )
+def sidebar_conversations(
+    *, user: AbstractBaseUser, limit: int = 50, current: Conversation | None = None
+) -> list[Conversation]:
+    """The user's newest conversations, newest first (only what a list item shows); the one
+    on the page (`current`) is listed even while it is still empty."""
+    mine = Conversation.objects.filter(user_id=user.pk)
+    listed = _with_messages(mine)
+    if current is not None:
+        listed = listed | mine.filter(pk=current.pk)
+    return list(listed.only("id", "title", "updated_at").order_by("-updated_at")[:limit])
 
 
 def conversation_search(*, user: AbstractBaseUser, query: str) -> QuerySet[Conversation]:

@@ -95,6 +95,7 @@ def _conversation_page(
             "sidebar_conversations": selectors.sidebar_conversations(
                 user=request.user,  # type: ignore[arg-type]
                 limit=50,
+                current=conversation,
             ),
             "usage": selectors.conversation_usage(conversation_id=conversation.pk),
             **_provider_context(),

@@ -70,7 +70,7 @@ def sign_in_as(page: Page, username: str, password: str) -> None:
     page.get_by_label("Username").fill(username)
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(re.compile(r"/conversations/$"))
+    page.wait_for_url(re.compile(r"://[^/]+/$"))  # the composer at /
 
 
 # --------------------------------------------------------------------------------------------

@@ -57,7 +57,8 @@ def message(i):
         return Message(conversation=conversation, role="user", content=f"Question {i}")
     reply = f"Answer **{i}**:\\n\\n```python\\nprint({i})\\n```"
     return Message(conversation=conversation, role="assistant", content=reply)
-Message.objects.bulk_create(message(i) for i in range(start, start + int(sys.argv[3])))
+from chat.testing.conversations import append
+append(conversation, (message(i) for i in range(start, start + int(sys.argv[3]))))
 ids = list(conversation.messages.order_by("id").values_list("id", flat=True))
 print(json.dumps({"conversation": str(conversation.pk), "ids": ids}))
 """

@@ -228,7 +228,8 @@ def test_composer_commands_stop_the_reply_and_open_a_new_conversation(
 
     box.fill("/new")
     box.press("Enter")
+    # A new conversation's composer at /: nothing is made until its first message.
     page.wait_for_url(lambda url: first not in url and url.endswith("/"))
-    assert re.search(r"/conversations/[0-9a-f-]{36}/$", page.url)
-    expect(page.locator("#connection")).to_have_attribute("data-state", "open")
+    assert re.search(r"://[^/]+/$", page.url)
+    expect(page.locator("#composer-input")).to_be_focused()
     expect(page.locator("#messages > article")).to_have_count(0)

@@ -210,13 +210,6 @@ def test_regenerated_replies_are_versions_the_shown_one_is_kept_and_answered_fro
     assert [pk for pk, _ in kept] == [user, first, second, third, follow_up, follow_reply]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="The socket's catch-up on connect (chat/ws/consumer.py, _catch_up) re-sends the "
-    "last reply's final form from selectors.newest_message, which does not mark its versions: "
-    "the bubble is swapped for one without its `< k/N >`.",
-)
 def test_after_a_reload_the_last_reply_keeps_its_version_control(
     page: Page, live_app: LiveApp, fake: FakeAnthropicControl
 ) -> None:
@@ -345,13 +338,6 @@ def test_versions_cannot_be_switched_while_a_reply_streams(
     assert shown(page) == [user, first]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="A refused switch (chat/web/messages.py, message_select) still answers with the "
-    "whole message list, which htmx swaps into #messages: the streaming reply's bubble is "
-    "re-rendered from its last saved checkpoint, and the text shown so far disappears.",
-)
 def test_a_refused_switch_keeps_the_streaming_text_on_the_page(
     page: Page, live_app: LiveApp, fake: FakeAnthropicControl
 ) -> None:

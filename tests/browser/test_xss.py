@@ -85,7 +85,6 @@ def test_hostile_model_output_user_text_and_titles_never_run(
         assert_nothing_ran(page, dialogs)
     heading = page.locator("#chat-title").text_content() or ""
     assert heading.startswith(CORPUS[0])
-    expect(page.locator(f"#conv-{conversation}-title")).to_have_text(re.compile(r"^<script>"))
 
     # A hostile rename, and a reload: every title and bubble rendered by the server.
     page.locator(".chat-rename summary").click()
@@ -96,6 +95,9 @@ def test_hostile_model_output_user_text_and_titles_never_run(
     expect(page.locator("#connection")).to_have_attribute("data-state", "open")
     expect(page.locator("#messages > article")).to_have_count(2 * len(CORPUS))
     assert page.title().startswith('<img src=x onerror="window.__xss=99">')
+    # (The sidebar lists a conversation once it has messages: after the reload, it does.)
+    hostile = '<img src=x onerror="window.__xss=99">'
+    expect(page.locator(f"#conv-{conversation}-title")).to_have_text(hostile)
     assert_nothing_ran(page, dialogs)
 
     # A Markdown link to a script URL stays text, even when clicked.
