@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.urls import path
 
 from chat.api import endpoints
-from chat.web import account, attachments, conversations, messages, pages, replies, start
+from chat.web import account, attachments, conversations, export, messages, pages, replies, start
 
 app_name = "chat"
 
@@ -50,6 +50,17 @@ urlpatterns = [
         messages.message_delete,
         name="message_delete",
     ),
+    # Export (owner only): the shown branch as Markdown, the whole tree as JSON.
+    path(
+        "conversations/<uuid:conversation_id>/export.md",
+        export.conversation_markdown,
+        name="conversation_export_md",
+    ),
+    path(
+        "conversations/<uuid:conversation_id>/export.json",
+        export.conversation_json,
+        name="conversation_export_json",
+    ),
     path(
         "conversations/<uuid:conversation_id>/",
         pages.conversation_detail,
@@ -76,6 +87,9 @@ urlpatterns = [
         account.api_token_revoke,
         name="api_token_revoke",
     ),
+    # Export all (a zip) and import (an exported JSON as a new conversation).
+    path("account/export.zip", export.export_all, name="export_all"),
+    path("account/import/", export.import_conversation, name="import"),
     # The streaming HTTP API for scripts (token authentication; chat/endpoints.py).
     path("api/conversations/", endpoints.conversations, name="api_conversations"),
     path(

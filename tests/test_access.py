@@ -42,6 +42,11 @@ ROUTES = [
     ("chat:message_select", "post", True),
     ("chat:message_delete", "get", True),
     ("chat:message_delete", "post", True),
+    # Export and import (tests/test_export.py).
+    ("chat:conversation_export_md", "get", True),
+    ("chat:conversation_export_json", "get", True),
+    ("chat:export_all", "get", False),
+    ("chat:import", "post", False),
 ]
 PUBLIC = {"chat:home", "chat:signup"}
 # The API authenticates by token, not by session: its own checks are below.
