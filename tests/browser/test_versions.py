@@ -551,8 +551,7 @@ def test_screenshots_of_versions_in_light_and_dark(
     expect_version(page, user, 2, 2)
     assert shown(page) == [first_user, first_reply, user, reply]
 
-    # Dark by emulating the colour scheme on the same page, not by opening it again (a
-    # fresh page loses the last reply's control: see the xfail test above).
+    # Dark by emulating the colour scheme on the same page.
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.locator("#composer-input").focus()
     schemes: list[tuple[str, Literal["light", "dark"]]] = [
