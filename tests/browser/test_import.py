@@ -15,6 +15,7 @@ from playwright.sync_api import Page, expect
 
 from chat.testing.files import HTML_PAGE, image_bytes
 from chat.testing.live import LiveApp
+from tests.browser.helpers import sign_in
 
 pytestmark = pytest.mark.browser
 
@@ -60,15 +61,6 @@ def _choose(page: Page, name: str, data: bytes) -> None:
     page.get_by_role("button", name="Import").click()
 
 
-def _sign_in(page: Page, app: LiveApp) -> None:
-    """Sign in, wherever that lands (the page after sign-in is changing: issue 17's part 5)."""
-    page.goto("/accounts/login/")
-    page.get_by_label("Username").fill(app.username)
-    page.get_by_label("Password").fill(app.password)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(lambda url: "/accounts/login/" not in url)
-
-
 def _conversations(app: LiveApp, title: str) -> list[dict[str, Any]]:
     return app.query("SELECT id FROM chat_conversation WHERE title = ?", (title,))
 
@@ -77,7 +69,7 @@ def test_a_bad_file_is_refused_on_the_account_page_and_a_good_one_opens_as_a_con
     page: Page, live_app: LiveApp, tmp_path: Path
 ) -> None:
     title = f"Imported square {tmp_path.name}"
-    _sign_in(page, live_app)
+    sign_in(page, live_app)
     page.goto("/account/")
     expect(page.get_by_role("heading", name="Your conversations")).to_be_visible()
     expect(page.get_by_role("link", name="Export all (.zip)")).to_be_visible()
