@@ -30,13 +30,12 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.core.files.base import ContentFile
-from django.core.files.storage import storages
 from django.db import transaction
 from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext, gettext_lazy
 
 from chat.data.export import FORMAT, VERSION
+from chat.files import store
 from chat.files.checks import (
     AttachmentRefused,
     CheckedFile,
@@ -539,19 +538,11 @@ class _Stored:
 
 
 def _store_files(user_id: int, files: tuple[CheckedFile, ...], saved: list[str]) -> list[_Stored]:
-    """Store each file as chat/files/store.py does (`<user id>/<random id>.<type>`, never the
-    name given); every name stored is appended to `saved` as it is, for the caller to delete
-    should anything fail."""
-    storage = storages["attachments"]
+    """Store each file as uploads are (chat/files/store.py); every name stored is appended to
+    `saved` as it is, for the caller to delete should anything fail."""
     stored = []
     for checked in files:
-        stem = f"{user_id}/{uuid.uuid4().hex}"
-        name = storage.save(f"{stem}.{checked.extension}", ContentFile(checked.data))
-        saved.append(name)
-        thumbnail = ""
-        if checked.thumbnail:
-            thumbnail = storage.save(f"{stem}.thumb.webp", ContentFile(checked.thumbnail))
-            saved.append(thumbnail)
+        name, thumbnail = store.save_files(user_id, uuid.uuid4(), checked, saved)
         stored.append(_Stored(file=name, thumbnail=thumbnail))
     return stored
 
@@ -612,7 +603,5 @@ def conversation_import(*, user: AbstractBaseUser, plan: ImportPlan) -> Conversa
         stored = _store_files(user.pk, plan.files, saved)
         return _save(user, plan, stored)
     except BaseException:
-        storage = storages["attachments"]
-        for name in saved:
-            storage.delete(name)
+        store.delete_saved(saved)
         raise

@@ -12,6 +12,7 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from chat.data import selectors
 from chat.files.checks import AttachmentRefused, check_total
@@ -63,9 +64,11 @@ class ReplyAlreadyStreaming(TurnRefused):
     def __init__(self, message: str = "") -> None:
         super().__init__(
             message
-            or "A reply is already streaming in this conversation (in another tab or a "
-            "script?). Press Stop & Send to stop it and send this, or stop it first (Stop, Esc "
-            "or /stop)."
+            or _(
+                "A reply is already streaming in this conversation (in another tab or a "
+                "script?). Press Stop & Send to stop it and send this, or stop it first (Stop, "
+                "Esc or /stop)."
+            )
         )
 
 
@@ -84,8 +87,11 @@ def _check_limits(conversation: Conversation, *, new_message: bool) -> None:
     limit = settings.CHAT_MAX_CONCURRENT_REPLIES
     if mine.filter(status=Message.Status.STREAMING).count() >= limit:
         raise LimitReached(
-            f"You already have {limit} replies streaming (in other conversations or tabs), the "
-            "most at once. Stop one or wait for it to end."
+            _(
+                "You already have %(limit)s replies streaming (in other conversations or tabs), "
+                "the most at once. Stop one or wait for it to end."
+            )
+            % {"limit": limit}
         )
     per_minute = settings.CHAT_MESSAGES_PER_MINUTE
     if new_message:
@@ -94,8 +100,11 @@ def _check_limits(conversation: Conversation, *, new_message: bool) -> None:
         ).count()
         if recent >= per_minute:
             raise LimitReached(
-                f"You have sent {per_minute} messages in the last minute, the most allowed. "
-                "Wait a moment and send again."
+                _(
+                    "You have sent %(count)s messages in the last minute, the most allowed. "
+                    "Wait a moment and send again."
+                )
+                % {"count": per_minute}
             )
 
 
@@ -142,7 +151,7 @@ def _bind_attachments(
     }
     if len(found) != len(ids):
         raise TurnRefused(
-            "An attached file is no longer there (sent already, or removed): attach it again."
+            _("An attached file is no longer there (sent already, or removed): attach it again.")
         )
     ordered = [found[pk] for pk in ids]
     try:
@@ -235,7 +244,7 @@ def _replace_last_reply(
                 .first()
             )
             if last_user is None:
-                raise TurnRefused("There is no message to answer again yet.")
+                raise TurnRefused(_("There is no message to answer again yet."))
             if conversation.messages.filter(status=Message.Status.STREAMING).exists():
                 raise ReplyAlreadyStreaming
             removed = [pk for pk in shown if pk > last_user.pk]
@@ -330,7 +339,7 @@ def version_select(*, conversation: Conversation, message_id: int) -> bool:
             return False
         if conversation.messages.filter(status=Message.Status.STREAMING).exists():
             raise ReplyAlreadyStreaming(
-                "A reply is streaming: stop it or let it finish before switching versions."
+                _("A reply is streaming: stop it or let it finish before switching versions.")
             )
         Message.objects.filter(conversation=conversation, parent_id=message.parent_id).exclude(
             pk=message.pk
@@ -347,10 +356,10 @@ def message_delete(*, conversation: Conversation, message_id: int) -> int:
     with transaction.atomic():
         if conversation.messages.filter(status=Message.Status.STREAMING).exists():
             raise ReplyAlreadyStreaming(
-                "A reply is streaming: stop it or let it finish before deleting messages."
+                _("A reply is streaming: stop it or let it finish before deleting messages.")
             )
         if message_id not in selectors.branch(conversation_id=conversation.pk).ids:
-            raise TurnRefused("That message is not in the conversation as shown.")
+            raise TurnRefused(_("That message is not in the conversation as shown."))
         message = Message.objects.select_for_update().get(pk=message_id)
         # The whole subtree in one deletion (Django's collector would otherwise walk it one
         # level at a time, recursively).
@@ -424,7 +433,9 @@ def turn_continue(
         shown = selectors.branch(conversation_id=conversation.pk).ids
         last = Message.objects.select_for_update().filter(pk__in=shown[-1:]).first()
         if last is None or not last.can_continue:
-            raise TurnRefused("Only the last reply can be continued, and only if it was cut off.")
+            raise TurnRefused(
+                _("Only the last reply can be continued, and only if it was cut off.")
+            )
         try:
             with transaction.atomic():
                 Message.objects.filter(pk=last.pk).update(

@@ -24,6 +24,7 @@ from typing import Literal
 
 from django.conf import settings
 from django.template.defaultfilters import filesizeformat
+from django.utils.translation import gettext, gettext_lazy
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 Kind = Literal["image", "document", "text"]
@@ -72,7 +73,7 @@ NAME_CHARS = 120
 IMAGE_MAX_TOKENS = 1600
 PDF_TOKENS_PER_PAGE = 1500
 
-SUPPORTED = "images (PNG, JPEG, GIF, WebP), PDFs and UTF-8 text files"
+SUPPORTED = gettext_lazy("images (PNG, JPEG, GIF, WebP), PDFs and UTF-8 text files")
 
 
 class AttachmentRefused(ValueError):
@@ -136,7 +137,10 @@ def check_count(count: int) -> None:
     limit = settings.CHAT_MAX_ATTACHMENTS
     if count > limit:
         raise AttachmentRefused(
-            f"A message can carry at most {limit} files; this one has {count}. Remove some.",
+            gettext(
+                "A message can carry at most %(limit)s files; this one has %(count)s. Remove some."
+            )
+            % {"limit": limit, "count": count},
             status=400,
         )
 
@@ -154,7 +158,9 @@ def clean_ids(values: object) -> list[uuid.UUID]:
         except ValueError:
             value = None
         if value is None:
-            raise AttachmentRefused("An attachment was not recognised: attach the file again.")
+            raise AttachmentRefused(
+                gettext("An attachment was not recognised: attach the file again.")
+            )
         if value not in ids:
             ids.append(value)
     check_count(len(ids))
@@ -166,9 +172,11 @@ def check_total(sizes: list[int]) -> None:
     total = sum(sizes)
     if total > MAX_REQUEST_FILE_BYTES:
         raise AttachmentRefused(
-            f"These files come to {size_text(total)} together; one message's files can be at "
-            f"most {size_text(MAX_REQUEST_FILE_BYTES)} together (Anthropic's request limit). "
-            "Send some with the next message.",
+            gettext(
+                "These files come to %(total)s together; one message's files can be at most "
+                "%(limit)s together (Anthropic's request limit). Send some with the next message."
+            )
+            % {"total": size_text(total), "limit": size_text(MAX_REQUEST_FILE_BYTES)},
             status=413,
         )
 
@@ -182,10 +190,13 @@ def check_size(name: str, size: int) -> None:
     """Refuse an empty file, or one over CHAT_MAX_ATTACHMENT_BYTES (before reading it all)."""
     limit = settings.CHAT_MAX_ATTACHMENT_BYTES
     if size == 0:
-        raise AttachmentRefused(f"{name} is empty: there is nothing to attach.")
+        raise AttachmentRefused(
+            gettext("%(name)s is empty: there is nothing to attach.") % {"name": name}
+        )
     if size > limit:
         raise AttachmentRefused(
-            f"{name} is {size_text(size)}; files can be at most {size_text(limit)}.",
+            gettext("%(name)s is %(size)s; files can be at most %(limit)s.")
+            % {"name": name, "size": size_text(size), "limit": size_text(limit)},
             status=413,
         )
 
@@ -205,12 +216,21 @@ def check_file(name: object, data: bytes, declared_type: object = "") -> Checked
     else:
         checked = None
     if claim is not None and (checked is None or checked.kind != claim):
-        what = "an image" if claim == "image" else "a PDF"
-        raise AttachmentRefused(
-            f"{shown} says it is {what}, but its content is not: refused. Attach {SUPPORTED}."
-        )
+        if claim == "image":
+            text = gettext(
+                "%(name)s says it is an image, but its content is not: refused. "
+                "Attach %(supported)s."
+            )
+        else:
+            text = gettext(
+                "%(name)s says it is a PDF, but its content is not: refused. Attach %(supported)s."
+            )
+        raise AttachmentRefused(text % {"name": shown, "supported": SUPPORTED})
     if checked is None:
-        raise AttachmentRefused(f"{shown}: this type of file is not supported. Attach {SUPPORTED}.")
+        raise AttachmentRefused(
+            gettext("%(name)s: this type of file is not supported. Attach %(supported)s.")
+            % {"name": shown, "supported": SUPPORTED}
+        )
     return checked
 
 
@@ -253,7 +273,9 @@ def _is_text(data: bytes) -> bool:
 
 
 def _check_image(name: str, data: bytes) -> CheckedFile:
-    unreadable = AttachmentRefused(f"{name} could not be read as an image (it may be damaged).")
+    unreadable = AttachmentRefused(
+        gettext("%(name)s could not be read as an image (it may be damaged).") % {"name": name}
+    )
     with warnings.catch_warnings():
         # Pillow warns past MAX_IMAGE_PIXELS and raises past twice that: both are refusals.
         warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -291,7 +313,8 @@ def _check_image(name: str, data: bytes) -> CheckedFile:
 def _too_many_pixels(name: str, width: int, height: int) -> AttachmentRefused:
     size = f" ({width} x {height})" if width else ""
     return AttachmentRefused(
-        f"{name} has too many pixels{size}: at most {MAX_IMAGE_PIXELS // 1_000_000} megapixels."
+        gettext("%(name)s has too many pixels%(size)s: at most %(limit)s megapixels.")
+        % {"name": name, "size": size, "limit": MAX_IMAGE_PIXELS // 1_000_000}
     )
 
 
@@ -312,7 +335,9 @@ def _reencode(image: Image.Image, format_: str) -> tuple[bytes, int, int]:
         if len(encoded) <= MAX_IMAGE_BYTES:
             return encoded, frame.width, frame.height
         scale *= max(0.3, math.sqrt(MAX_IMAGE_BYTES / len(encoded)) * 0.9)
-    raise AttachmentRefused("The image is too large to send, even scaled down.", status=413)
+    raise AttachmentRefused(
+        gettext("The image is too large to send, even scaled down."), status=413
+    )
 
 
 def _encode(image: Image.Image, format_: str, *, animated: bool) -> bytes:
@@ -349,18 +374,22 @@ def _check_pdf(name: str, data: bytes) -> CheckedFile:
         reader = PdfReader(io.BytesIO(data), strict=False)
         if reader.is_encrypted:
             raise AttachmentRefused(
-                f"{name} is encrypted: Claude cannot read it. Attach it unlocked."
+                gettext("%(name)s is encrypted: Claude cannot read it. Attach it unlocked.")
+                % {"name": name}
             )
         pages = len(reader.pages)
     except AttachmentRefused:
         raise
     except (PyPdfError, OSError, ValueError, KeyError, TypeError, AttributeError):
-        raise AttachmentRefused(f"{name} could not be read as a PDF (it may be damaged).") from None
+        raise AttachmentRefused(
+            gettext("%(name)s could not be read as a PDF (it may be damaged).") % {"name": name}
+        ) from None
     if pages == 0:
-        raise AttachmentRefused(f"{name} has no pages.")
+        raise AttachmentRefused(gettext("%(name)s has no pages.") % {"name": name})
     if pages > MAX_PDF_PAGES:
         raise AttachmentRefused(
-            f"{name} has {pages} pages; Claude reads PDFs of at most {MAX_PDF_PAGES} pages."
+            gettext("%(name)s has %(pages)s pages; Claude reads PDFs of at most %(limit)s pages.")
+            % {"name": name, "pages": pages, "limit": MAX_PDF_PAGES}
         )
     return CheckedFile(
         name=name,
@@ -376,7 +405,9 @@ def _check_pdf(name: str, data: bytes) -> CheckedFile:
 def _check_text(name: str, data: bytes) -> CheckedFile:
     text = data.decode("utf-8-sig")
     if not text.strip():
-        raise AttachmentRefused(f"{name} holds only blank space: there is nothing to attach.")
+        raise AttachmentRefused(
+            gettext("%(name)s holds only blank space: there is nothing to attach.") % {"name": name}
+        )
     extension = name.rpartition(".")[2].lower() if "." in name else ""
     return CheckedFile(
         name=name,

@@ -42,16 +42,10 @@ def attachment_create(*, user: AbstractBaseUser, checked: CheckedFile) -> Attach
             f"You have {unsent} files attached but not sent: send or remove some first.",
             status=429,
         )
-    storage = storages["attachments"]
     attachment_id = uuid.uuid4()
-    stem = f"{user.pk}/{attachment_id.hex}"
     saved: list[str] = []
     try:
-        saved.append(storage.save(f"{stem}.{checked.extension}", ContentFile(checked.data)))
-        thumbnail = ""
-        if checked.thumbnail:
-            thumbnail = storage.save(f"{stem}.thumb.webp", ContentFile(checked.thumbnail))
-            saved.append(thumbnail)
+        file, thumbnail = save_files(user.pk, attachment_id, checked, saved)
         return Attachment.objects.create(
             id=attachment_id,
             user_id=user.pk,
@@ -59,7 +53,7 @@ def attachment_create(*, user: AbstractBaseUser, checked: CheckedFile) -> Attach
             kind=checked.kind,
             media_type=checked.media_type,
             size=len(checked.data),
-            file=saved[0],
+            file=file,
             thumbnail=thumbnail,
             width=checked.width,
             height=checked.height,
@@ -67,9 +61,32 @@ def attachment_create(*, user: AbstractBaseUser, checked: CheckedFile) -> Attach
             tokens=checked.tokens,
         )
     except BaseException:
-        for name in saved:
-            storage.delete(name)
+        delete_saved(saved)
         raise
+
+
+def save_files(
+    user_id: int, stem_id: uuid.UUID, checked: CheckedFile, saved: list[str]
+) -> tuple[str, str]:
+    """Store a checked file (and an image's thumbnail) as `<user id>/<stem id>.<type>`, never
+    under the name given; the names stored, also appended to `saved` as they are (for the
+    caller to delete should anything after fail)."""
+    storage = storages["attachments"]
+    stem = f"{user_id}/{stem_id.hex}"
+    name = storage.save(f"{stem}.{checked.extension}", ContentFile(checked.data))
+    saved.append(name)
+    thumbnail = ""
+    if checked.thumbnail:
+        thumbnail = storage.save(f"{stem}.thumb.webp", ContentFile(checked.thumbnail))
+        saved.append(thumbnail)
+    return name, thumbnail
+
+
+def delete_saved(names: list[str]) -> None:
+    """Delete files stored for something that then failed."""
+    storage = storages["attachments"]
+    for name in names:
+        storage.delete(name)
 
 
 def attach(

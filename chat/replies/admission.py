@@ -13,12 +13,13 @@ import contextlib
 from collections.abc import Iterator
 
 from django.conf import settings
+from django.utils.translation import gettext_lazy
 
 from chat.data.services import TurnRefused
 from chat.replies import loop_lag, process_metrics
 from chat.replies.registry import registry
 
-BUSY = "This server is busy: try again in a moment."
+BUSY = gettext_lazy("This server is busy: try again in a moment.")
 #: Seconds a refused caller is told to wait (the API's Retry-After).
 RETRY_AFTER = 2
 
@@ -31,7 +32,7 @@ class ServerBusy(TurnRefused):
     """This process has no room for another reply now; nothing was saved."""
 
     def __init__(self, reason: str) -> None:
-        super().__init__(BUSY)
+        super().__init__(str(BUSY))
         self.reason = reason
         """`replies` (at CHAT_MAX_REPLIES_PER_PROCESS) or `loop_lag` (over CHAT_MAX_LOOP_LAG)."""
         self.retry_after = RETRY_AFTER

@@ -7,13 +7,16 @@ from __future__ import annotations
 
 from typing import Literal
 
+from django.utils.functional import Promise
+from django.utils.translation import gettext_lazy as _
+
 Command = Literal["/stop", "/new", "/help"]
 
 #: Each command and what it does, as /help lists them.
-COMMANDS: dict[Command, str] = {
-    "/stop": "stop the reply that is streaming (the same as Stop or Esc)",
-    "/new": "start a new conversation",
-    "/help": "list these commands",
+COMMANDS: dict[Command, str | Promise] = {
+    "/stop": _("stop the reply that is streaming (the same as Stop or Esc)"),
+    "/new": _("start a new conversation"),
+    "/help": _("list these commands"),
 }
 
 

@@ -16,6 +16,8 @@ from typing import Any, Literal
 
 from channels.db import database_sync_to_async
 from django.conf import settings
+from django.utils.formats import number_format
+from django.utils.translation import gettext
 
 from chat.data import selectors, services
 from chat.models import Message
@@ -43,20 +45,22 @@ class StopResult:
     def text(self) -> str:
         """What to tell the user."""
         if self.outcome == "stopped":
-            return f"Stopped. {self.chars:,} characters of the reply were saved."
+            return gettext("Stopped. %(chars)s characters of the reply were saved.") % {
+                "chars": number_format(self.chars, force_grouping=True)
+            }
         if self.outcome == "orphan":
-            return (
+            return gettext(
                 "The server streaming that reply is gone; the reply was closed with the "
-                f"{self.chars:,} characters saved at its last checkpoint."
-            )
+                "%(chars)s characters saved at its last checkpoint."
+            ) % {"chars": number_format(self.chars, force_grouping=True)}
         if self.outcome == "finished":
-            return "That reply had already finished."
+            return gettext("That reply had already finished.")
         if self.outcome == "unavailable":
-            return (
+            return gettext(
                 "The stop could not be delivered: the message bus (Redis) is unreachable. "
                 "Try again in a moment."
             )
-        return "Nothing is streaming, so there is nothing to stop."
+        return gettext("Nothing is streaming, so there is nothing to stop.")
 
 
 async def request_stop(

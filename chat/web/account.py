@@ -6,6 +6,7 @@ from __future__ import annotations
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -30,7 +31,7 @@ def api_tokens(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         name = request.POST.get("name", "").strip()
         if not name or len(name) > 100:
-            error = "Give the token a name of 1 to 100 characters (what it is for)."
+            error = gettext("Give the token a name of 1 to 100 characters (what it is for).")
             status = 400
         else:
             _row, new_token = token_create(user=request.user, name=name)  # type: ignore[arg-type]

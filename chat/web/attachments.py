@@ -25,6 +25,7 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, Stream
 from django.http.response import HttpResponseBase
 from django.template.loader import render_to_string
 from django.utils.http import content_disposition_header
+from django.utils.translation import gettext
 from django.views.decorators.http import require_GET, require_POST
 
 from chat.files import checks, store
@@ -62,7 +63,9 @@ def _read_upload(request: HttpRequest) -> checks.CheckedFile:
     """Parse the form's one file and check it (in a worker thread: Pillow takes a while)."""
     upload = request.FILES.get("file")
     if upload is None:
-        raise AttachmentRefused("No file came with the request (the form field is `file`).")
+        raise AttachmentRefused(
+            gettext("No file came with the request (the form field is `file`).")
+        )
     name = checks.clean_name(upload.name)
     checks.check_size(name, upload.size or 0)
     return checks.check_file(name, upload.read(), upload.content_type)
@@ -75,10 +78,11 @@ async def upload(request: HttpRequest) -> HttpResponseBase:
     user = await request.auser()
     limit = settings.CHAT_MAX_ATTACHMENT_BYTES
     if int(request.META.get("CONTENT_LENGTH") or 0) > limit + 64 * 1024:
-        name = checks.clean_name(request.headers.get("X-File-Name", "The file"))
+        name = checks.clean_name(request.headers.get("X-File-Name", gettext("The file")))
         return _refused(
             AttachmentRefused(
-                f"{name} is too large: files can be at most {checks.size_text(limit)}.",
+                gettext("%(name)s is too large: files can be at most %(limit)s.")
+                % {"name": name, "limit": checks.size_text(limit)},
                 status=413,
             )
         )

@@ -16,6 +16,7 @@ from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import AbstractBaseUser
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext, gettext_lazy
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from chat.data import selectors, services
@@ -30,8 +31,8 @@ class ConversationRenameForm(forms.Form):
     title = forms.CharField(
         max_length=200,
         error_messages={
-            "required": "Give the conversation a title.",
-            "max_length": "Keep the title to %(limit_value)d characters or fewer.",
+            "required": gettext_lazy("Give the conversation a title."),
+            "max_length": gettext_lazy("Keep the title to %(limit_value)d characters or fewer."),
         },
     )
 
@@ -120,7 +121,7 @@ async def conversation_delete(request: HttpRequest, conversation_id: str) -> Htt
             with contextlib.suppress(layer.LayerUnavailable):
                 await layer.group_send(conversation.pk, {"type": "chat.gone"})
             return redirect("chat:conversation_list")
-        error = (
+        error = gettext(
             "A reply is streaming in this conversation and it could not be stopped: the "
             "message bus (Redis) is unreachable. Nothing was deleted; try again in a moment."
         )

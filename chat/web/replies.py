@@ -9,6 +9,7 @@ from __future__ import annotations
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.utils.translation import gettext, ngettext
 from django.views.decorators.http import require_GET, require_POST
 
 from chat.data import selectors
@@ -55,9 +56,13 @@ async def conversation_stop_all(request: HttpRequest) -> HttpResponse:
     results = await turns.stop_all(user.pk)
     stopped = sum(r.outcome in {"stopped", "orphan"} for r in results)
     failed = sum(r.outcome == "unavailable" for r in results)
-    text = f"Stopped {stopped} repl{'y' if stopped == 1 else 'ies'}."
+    text = ngettext("Stopped %(count)d reply.", "Stopped %(count)d replies.", stopped) % {
+        "count": stopped
+    }
     if failed:
-        text += f" {failed} could not be reached (the message bus is unreachable)."
+        text += " " + gettext(
+            "%(count)d could not be reached (the message bus is unreachable)."
+        ) % {"count": failed}
     status = 503 if failed else 200
     if _wants_json(request):
         return JsonResponse(

@@ -20,6 +20,7 @@ from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext
 from django.views.decorators.http import require_GET, require_POST
 
 from chat.data import selectors, services
@@ -78,7 +79,7 @@ async def start(request: HttpRequest) -> HttpResponse:
         text = clean_message(raw, max_chars=settings.CHAT_MAX_MESSAGE_CHARS)
         attachments = clean_ids(request.POST.getlist("attachments"))
         if not text and not attachments:
-            raise InvalidMessage("Type a message first.")
+            raise InvalidMessage(gettext("Type a message first."))
     except (InvalidMessage, AttachmentRefused) as exc:
         return await _refused(request, raw, str(exc), 400)
     conversation = await database_sync_to_async(services.conversation_create)(user=user)

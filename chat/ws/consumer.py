@@ -21,11 +21,17 @@ from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from django.conf import settings
+from django.http import parse_cookie
+from django.utils import translation
+from django.utils.functional import cached_property
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+from django.utils.translation.trans_real import parse_accept_lang_header
 
 from chat.data import selectors
 from chat.models import Conversation, Message
 from chat.replies import layer, turns
-from chat.replies.events import FragmentEvent, GoneEvent, ReplyEvent, ReplyFinished
+from chat.replies.events import FragmentEvent, GoneEvent, ReplyEvent, ReplyFinished, TextBatch
 from chat.replies.registry import ORIGIN
 from chat.replies.slash import Command, command_of
 from chat.ws import render
@@ -39,11 +45,22 @@ logger = logging.getLogger(__name__)
 GONE_CLOSE_CODE = 4404
 
 #: Added to a refused turn's reason: where the user's text is.
-KEPT = " Your message is still in the box."
+KEPT = gettext_lazy(" Your message is still in the box.")
 
 
 class ChatConsumer(LayerResilientConsumer):
     conversation: Conversation
+
+    @cached_property
+    def language(self) -> str:
+        """The page's language, chosen as LocaleMiddleware chose it for the page."""
+        return language_of(self.scope)
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Everything this page is sent from its own events (the catch-up, notices, refusals,
+        # command answers) is in its language; a turn it starts inherits it.
+        with translation.override(self.language):
+            await super().dispatch(message)
 
     async def connect(self) -> None:
         user = self.scope["user"]
@@ -68,7 +85,7 @@ class ChatConsumer(LayerResilientConsumer):
         if not await self.join_group():
             logger.warning("conversation %s: the channel layer is unreachable", conversation.pk)
             self._notice(
-                "Live updates from other tabs are unavailable (the message bus is unreachable).",
+                _("Live updates from other tabs are unavailable (the message bus is unreachable)."),
                 level="error",
             )
         self._keeper = asyncio.create_task(self.keep_joined())
@@ -134,7 +151,11 @@ class ChatConsumer(LayerResilientConsumer):
 
     def show(self, event: ReplyEvent, *, mine: bool) -> None:
         """A reply of this process has news for this page (chat/replies/audience.py)."""
-        self._send(render.for_event(event, for_owner=mine))
+        if isinstance(event, TextBatch):  # the hot path: no words to translate in it
+            self._send(render.for_event(event, for_owner=mine))
+            return
+        with translation.override(self.language):
+            self._send(render.for_event(event, for_owner=mine))
 
     def _send(self, html: str) -> None:
         self._outbox.put_nowait(html)
@@ -160,7 +181,7 @@ class ChatConsumer(LayerResilientConsumer):
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if text_data is None:
-            self._refuse("Binary frames are not accepted.")
+            self._refuse(_("Binary frames are not accepted."))
             return
         try:
             frame = parse_client_frame(text_data, max_message_chars=settings.CHAT_MAX_MESSAGE_CHARS)
@@ -169,7 +190,7 @@ class ChatConsumer(LayerResilientConsumer):
             return
         # A Stop is never limited: it is what a flood of anything else must not delay.
         if frame.action != "stop" and not self._budget.take():
-            self._refuse("Too many frames at once: slow down. That one was ignored.")
+            self._refuse(_("Too many frames at once: slow down. That one was ignored."))
             return
         try:
             await self._act(frame)
@@ -179,7 +200,7 @@ class ChatConsumer(LayerResilientConsumer):
                 "conversation %s: the %s frame failed", self.conversation.pk, frame.action
             )
             self._notice(
-                "Something went wrong on the server; that was not done. Please try again.",
+                _("Something went wrong on the server; that was not done. Please try again."),
                 level="error",
             )
 
@@ -194,7 +215,7 @@ class ChatConsumer(LayerResilientConsumer):
             # holds.
             result = await turns.stop(self.conversation.pk)
             if result.outcome == "unavailable":
-                self._notice(result.text + KEPT, level="error")
+                self._notice(result.text + str(KEPT), level="error")
             elif frame.message or frame.attachments:
                 await self._begin("send", frame.message, frame.attachments)
         else:
@@ -243,6 +264,23 @@ class ChatConsumer(LayerResilientConsumer):
         """The conversation was deleted (chat/web/conversations.py): say so and close."""
         self._send(render.gone())
         self._outbox.put_nowait(GONE_CLOSE_CODE)  # closed once the frames before it are out
+
+
+def language_of(scope: dict[str, Any]) -> str:
+    """The language a socket's page was rendered in: the language switch's cookie, else the
+    browser's Accept-Language, else LANGUAGE_CODE (as LocaleMiddleware picks it, without URL
+    prefixes, which this site does not use)."""
+    headers = {name.lower(): value.decode("latin-1") for name, value in scope.get("headers", [])}
+    chosen = parse_cookie(headers.get(b"cookie", "")).get(settings.LANGUAGE_COOKIE_NAME)
+    wanted = [chosen] if chosen else []
+    accepted = parse_accept_lang_header(headers.get(b"accept-language", ""))
+    wanted += [code for code, _quality in accepted if code != "*"]
+    for code in wanted:
+        try:
+            return translation.get_supported_language_variant(code)
+        except LookupError:
+            continue
+    return settings.LANGUAGE_CODE
 
 
 def _after_param(scope: dict[str, Any]) -> int | None:

@@ -12,6 +12,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Literal, cast
 
+from django.utils.translation import gettext as _
+
 from chat.files.checks import AttachmentRefused, clean_ids
 from chat.replies.inputs import InvalidMessage, clean_message
 
@@ -41,16 +43,16 @@ _JSON_CHARS_PER_CHAR = 12
 def parse_client_frame(raw: str, *, max_message_chars: int) -> ClientFrame:
     # Refuse an oversized frame before parsing it (a 1 MB frame is never parsed).
     if len(raw) > max_message_chars * _JSON_CHARS_PER_CHAR + 4096:
-        raise FrameError("That message is too long.")
+        raise FrameError(_("That message is too long."))
     try:
         data = json.loads(raw)
     except (ValueError, RecursionError):  # RecursionError: a few thousand nested brackets
-        raise FrameError("The server could not read that frame (not JSON).") from None
+        raise FrameError(_("The server could not read that frame (not JSON).")) from None
     if not isinstance(data, dict):
-        raise FrameError("The server could not read that frame (not a JSON object).")
+        raise FrameError(_("The server could not read that frame (not a JSON object)."))
     action = data.get("action")
     if not isinstance(action, str) or action not in ACTIONS:
-        raise FrameError("Unknown action.")
+        raise FrameError(_("Unknown action."))
     if action == "stop":
         # A stop's message is ignored: htmx sends the composer's draft with every Stop, and no
         # draft (too long, not text, anything) may keep a Stop from stopping.
@@ -63,9 +65,9 @@ def parse_client_frame(raw: str, *, max_message_chars: int) -> ClientFrame:
     except (InvalidMessage, AttachmentRefused) as exc:
         raise FrameError(str(exc)) from None
     if action == "send" and not message and not attachments:
-        raise FrameError("Type a message first.")
+        raise FrameError(_("Type a message first."))
     if action == "edit" and not message:
-        raise FrameError("The edited message is empty: type something, or cancel the edit.")
+        raise FrameError(_("The edited message is empty: type something, or cancel the edit."))
     return ClientFrame(action=cast(Action, action), message=message, attachments=tuple(attachments))
 
 

@@ -11,6 +11,7 @@ import functools
 from typing import TYPE_CHECKING
 
 from django.template.loader import get_template, render_to_string
+from django.utils.translation import gettext
 
 from chat.models import Message
 from chat.replies.events import (
@@ -81,7 +82,8 @@ def command_accepted(sent: str) -> str:
 
 def help_text() -> str:
     """What /help says (plain text for the notice)."""
-    return "Commands: " + "; ".join(f"{name}: {what}" for name, what in COMMANDS.items()) + "."
+    listed = "; ".join(f"{name}: {what}" for name, what in COMMANDS.items())
+    return gettext("Commands: %(commands)s.") % {"commands": listed}
 
 
 def navigate() -> str:
