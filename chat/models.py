@@ -12,17 +12,22 @@ from django.conf import settings
 from django.core.files.storage import Storage, storages
 from django.db import models
 from django.db.models import Q
+from django.utils.functional import Promise
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 INTERRUPTED_MARKER = "[Interrupted]"
 
 #: What a finished reply says of how the model ended it, where that needs saying. A reason the
 #: app does not know is said too (never an empty bubble, never silence).
-STOP_NOTES: dict[str, str] = {
-    "refusal": "Claude declined to answer this.",
-    "max_tokens": "Cut off at the length limit.",
-    "model_context_window_exceeded": "Cut off: the conversation filled the model's context window.",
-    "pause_turn": "Claude paused this turn; Continue lets it go on.",
-    "tool_use": "Claude asked to use a tool, which this chat does not offer.",
+STOP_NOTES: dict[str, str | Promise] = {
+    "refusal": _("Claude declined to answer this."),
+    "max_tokens": _("Cut off at the length limit."),
+    "model_context_window_exceeded": _(
+        "Cut off: the conversation filled the model's context window."
+    ),
+    "pause_turn": _("Claude paused this turn; Continue lets it go on."),
+    "tool_use": _("Claude asked to use a tool, which this chat does not offer."),
 }
 #: Reasons that are a reply's ordinary end.
 ORDINARY_ENDS = frozenset({"", "end_turn", "stop_sequence"})
@@ -34,12 +39,14 @@ class Conversation(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations"
     )
     title = models.CharField(max_length=200, blank=True)
-    model = models.CharField(max_length=100, blank=True, help_text="Empty: the site default.")
+    model = models.CharField(max_length=100, blank=True, help_text=_("Empty: the site default."))
     system_prompt = models.TextField(blank=True)
     thinking_budget = models.PositiveIntegerField(
         default=0,
-        help_text="Extended thinking: the tokens Claude may think for before answering "
-        "(an effort on models that think adaptively); 0: off.",
+        help_text=_(
+            "Extended thinking: the tokens Claude may think for before answering "
+            "(an effort on models that think adaptively); 0: off."
+        ),
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -49,7 +56,7 @@ class Conversation(models.Model):
         indexes = [models.Index(fields=["user", "-updated_at"])]
 
     def __str__(self) -> str:
-        return self.title or "Untitled conversation"
+        return self.title or gettext("Untitled conversation")
 
 
 class Message(models.Model):
@@ -85,60 +92,68 @@ class Message(models.Model):
         null=True,
         blank=True,
         related_name="children",
-        help_text="The message this one follows (empty for a conversation's first). Messages "
-        "with the same parent are versions of one another (Regenerate, Edit).",
+        help_text=_(
+            "The message this one follows (empty for a conversation's first). Messages "
+            "with the same parent are versions of one another (Regenerate, Edit)."
+        ),
     )
     active = models.BooleanField(
         default=True,
-        help_text="The version shown among its siblings: the conversation on the page, and sent "
-        "to Claude, follows the active version at each step.",
+        help_text=_(
+            "The version shown among its siblings: the conversation on the page, and sent "
+            "to Claude, follows the active version at each step."
+        ),
     )
     role = models.CharField(max_length=16, choices=Role.choices)
-    content = models.TextField(blank=True, help_text="The answer's text, as the user saw it.")
+    content = models.TextField(blank=True, help_text=_("The answer's text, as the user saw it."))
     thinking = models.TextField(
-        blank=True, help_text="Claude's thinking before the answer, as the user saw it."
+        blank=True, help_text=_("Claude's thinking before the answer, as the user saw it.")
     )
     thinking_signature = models.TextField(
         blank=True,
-        help_text="Anthropic's signature of a finished thinking block (opaque; the API verifies "
-        "it when thinking is sent back).",
+        help_text=_(
+            "Anthropic's signature of a finished thinking block (opaque; the API verifies "
+            "it when thinking is sent back)."
+        ),
     )
     thinking_ms = models.PositiveIntegerField(
-        null=True, blank=True, help_text="How long Claude thought before answering."
+        null=True, blank=True, help_text=_("How long Claude thought before answering.")
     )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.COMPLETE)
     stop_reason = models.CharField(max_length=32, choices=StopReason.choices, blank=True)
-    error = models.TextField(blank=True, help_text="What went wrong, as shown to the user.")
+    error = models.TextField(blank=True, help_text=_("What went wrong, as shown to the user."))
     input_tokens = models.PositiveIntegerField(null=True, blank=True)
     output_tokens = models.PositiveIntegerField(null=True, blank=True)
     cache_read_input_tokens = models.PositiveIntegerField(
-        null=True, blank=True, help_text="Input tokens read from Anthropic's prompt cache."
+        null=True, blank=True, help_text=_("Input tokens read from Anthropic's prompt cache.")
     )
     cache_creation_input_tokens = models.PositiveIntegerField(
-        null=True, blank=True, help_text="Input tokens written to Anthropic's prompt cache."
+        null=True, blank=True, help_text=_("Input tokens written to Anthropic's prompt cache.")
     )
     tokens_estimated = models.BooleanField(
         default=False,
-        help_text="Output tokens estimated from the text: a stopped stream never reports them.",
+        help_text=_("Output tokens estimated from the text: a stopped stream never reports them."),
     )
     time_to_first_token_ms = models.PositiveIntegerField(null=True, blank=True)
     model = models.CharField(max_length=100, blank=True)
     max_tokens = models.PositiveIntegerField(
-        null=True, blank=True, help_text="The output limit the reply was requested with."
+        null=True, blank=True, help_text=_("The output limit the reply was requested with.")
     )
     thinking_budget = models.PositiveIntegerField(
-        default=0, help_text="The thinking budget the reply was requested with (0: none)."
+        default=0, help_text=_("The thinking budget the reply was requested with (0: none).")
     )
     owner_channel = models.CharField(
         max_length=200,
         blank=True,
-        help_text="The streaming reply's own channel-layer address: stops and watching pages "
-        "of any process reach it there.",
+        help_text=_(
+            "The streaming reply's own channel-layer address: stops and watching pages "
+            "of any process reach it there."
+        ),
     )
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(
-        null=True, blank=True, help_text="Last checkpoint of a streaming reply."
+        null=True, blank=True, help_text=_("Last checkpoint of a streaming reply.")
     )
 
     #: Not stored: set by selectors.conversation_messages on the first message of a page that
@@ -198,11 +213,13 @@ class Message(models.Model):
         if self.role != self.Role.ASSISTANT or self.status != self.Status.COMPLETE:
             return ""
         if self.stop_reason in ORDINARY_ENDS:
-            return "" if self.content else "The reply had no text."
-        return STOP_NOTES.get(
-            self.stop_reason,
-            f"The reply ended for a reason this app does not know ({self.stop_reason}).",
-        )
+            return "" if self.content else gettext("The reply had no text.")
+        note = STOP_NOTES.get(self.stop_reason)
+        if note is None:
+            return gettext("The reply ended for a reason this app does not know (%(reason)s).") % {
+                "reason": self.stop_reason
+            }
+        return str(note)
 
     @property
     def files(self) -> list[Attachment]:
@@ -256,22 +273,22 @@ class Attachment(models.Model):
         related_name="attachments",
         null=True,
         blank=True,
-        help_text="Empty while it waits in the composer.",
+        help_text=_("Empty while it waits in the composer."),
     )
-    name = models.CharField(max_length=150, help_text="The name it was attached with, cleaned.")
+    name = models.CharField(max_length=150, help_text=_("The name it was attached with, cleaned."))
     kind = models.CharField(max_length=16, choices=Kind.choices)
-    media_type = models.CharField(max_length=100, help_text="Decided from the file's bytes.")
-    size = models.PositiveIntegerField(help_text="Bytes, as stored.")
+    media_type = models.CharField(max_length=100, help_text=_("Decided from the file's bytes."))
+    size = models.PositiveIntegerField(help_text=_("Bytes, as stored."))
     file = models.FileField(storage=_attachment_storage, max_length=200)
     thumbnail = models.FileField(storage=_attachment_storage, max_length=200, blank=True)
     width = models.PositiveIntegerField(null=True, blank=True)
     height = models.PositiveIntegerField(null=True, blank=True)
     pages = models.PositiveIntegerField(null=True, blank=True)
     tokens = models.PositiveIntegerField(
-        default=0, help_text="An estimate of the input tokens it costs in a request."
+        default=0, help_text=_("An estimate of the input tokens it costs in a request.")
     )
     position = models.PositiveSmallIntegerField(
-        default=0, help_text="Its place among its message's files, as they were sent."
+        default=0, help_text=_("Its place among its message's files, as they were sent.")
     )
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -294,8 +311,8 @@ class ApiToken(models.Model):
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
     )
-    name = models.CharField(max_length=100, help_text="What the token is for.")
-    prefix = models.CharField(max_length=16, editable=False, help_text="Its first characters.")
+    name = models.CharField(max_length=100, help_text=_("What the token is for."))
+    prefix = models.CharField(max_length=16, editable=False, help_text=_("Its first characters."))
     digest = models.CharField(max_length=64, unique=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
