@@ -27,7 +27,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 SNAPSHOT = re.compile(
     r'<article id="msg-(\d+)" class="msg msg--assistant msg--streaming" hx-swap-oob="true".*?'
-    r'<div class="msg-body" id="msg-\1-body" aria-live="polite">(.*?)</div>',
+    r'<div class="msg-body" id="msg-\1-body">(.*?)</div>',
     re.DOTALL,
 )
 

@@ -32,7 +32,7 @@ NOTICE = re.compile(r'<div id="notice" class="notice notice--(\w+)"[^>]*>(.*?)</
 #: its text so far, then only the batches after it.
 SNAPSHOT = re.compile(
     r'<article id="msg-(\d+)" class="msg msg--assistant msg--streaming" hx-swap-oob="true".*?'
-    r'<div class="msg-body" id="msg-\1-body" aria-live="polite">(.*?)</div>.*?'
+    r'<div class="msg-body" id="msg-\1-body">(.*?)</div>.*?'
     r"Still answering",
     re.DOTALL,
 )

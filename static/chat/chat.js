@@ -501,6 +501,7 @@
   // empties it): keep the focus in the composer and follow the reply unless the user has
   // scrolled up to read.
   var hadFocus = false;
+  var onActions = false;  // the focus was on Stop or Send, which a frame may swap away
   var nearBottom = true;
   var thinkingAtEnd = [];  // streaming thinking parts scrolled to their end (or not scrollable)
   document.addEventListener("htmx:wsBeforeMessage", function () {
@@ -509,11 +510,16 @@
       return body.scrollHeight - body.scrollTop - body.clientHeight < 24;
     });
     hadFocus = document.activeElement && document.activeElement.id === "composer-input";
+    onActions = Boolean(document.activeElement && document.activeElement.closest &&
+                        document.activeElement.closest("#composer-actions"));
     nearBottom = !messages || messages.scrollHeight - messages.scrollTop - messages.clientHeight < 80;
   });
   document.addEventListener("htmx:wsAfterMessage", function () {
     var input = byId("composer-input");
     if (hadFocus && input && document.activeElement !== input) { input.focus(); }
+    // Stop (or Send) pressed with the mouse or the keyboard is swapped away when the reply ends
+    // or starts: the keyboard goes on in the composer rather than at the top of the page.
+    if (onActions && input && (!document.activeElement || document.activeElement === document.body)) { input.focus(); }
     var messages = byId("messages");
     if (messages) { keepInOrder(messages); }
     if (messages && nearBottom) { messages.scrollTop = messages.scrollHeight; }
@@ -523,10 +529,71 @@
     var jump = byId("jump-latest");
     if (jump && messages && !nearBottom) { jump.hidden = false; }
     updateLiveStatus();
+    announceReplies();
     syncSidebarTitle();
     // /new: the server made a conversation and sent its link; go there.
     var go = byId("navigate");
     if (go) { window.location.assign(go.href); }
+  });
+
+  // What a screen reader hears of a reply (#announcer, a polite live region,
+  // templates/chat/conversation.html): that it started, and how it ended, never its text as it
+  // streams (the streaming bubble is no live region). The page watches the bubbles the frames
+  // swap in: a new streaming one is a start; the one announced turning complete, interrupted or
+  // error is its end. A reply streaming when the page opens is announced too.
+  var answering = null;  // the id of the streaming reply announced
+  function announce(key, fallback, extra) {
+    var announcer = byId("announcer");
+    if (!announcer) { return; }
+    var text = (announcer.getAttribute("data-" + key) || fallback) + (extra ? " " + extra : "");
+    // The same words again (a second reply finished) must still change the region to be read.
+    if (announcer.textContent === text) { text += "\u00a0"; }
+    announcer.textContent = text;
+  }
+  function announceReplies() {
+    var streaming = document.querySelector("#messages article.msg--streaming");
+    if (streaming) {
+      if (streaming.id !== answering) { answering = streaming.id; announce("started", "Claude is answering."); }
+      return;
+    }
+    if (!answering) { return; }
+    var ended = byId(answering);
+    answering = null;
+    if (!ended) { return; }  // gone with a version switch or a deletion: nothing to say
+    var note = ended.querySelector(".stop-note");
+    if (ended.classList.contains("msg--error")) {
+      var error = ended.querySelector(".msg-error");
+      announce("failed", "The reply failed:", error ? error.textContent.trim() : "");
+    } else if (ended.classList.contains("msg--interrupted")) {
+      announce("stopped", "Reply stopped.", note ? note.textContent.trim() : "");
+    } else {
+      announce("finished", "Reply finished.", note ? note.textContent.trim() : "");
+    }
+  }
+  document.addEventListener("htmx:afterSwap", announceReplies);
+  document.addEventListener("DOMContentLoaded", function () { setTimeout(announceReplies, 100); });
+
+  // A version switch (< or >) re-renders the message list, the pressed arrow with it: the
+  // keyboard stays on that arrow in the version it led to (the other arrow where this one is
+  // now disabled, at the first or last version; the composer if neither is there).
+  var switchedTo = null;  // {id: the version asked for, next: whether > was pressed}
+  document.addEventListener("htmx:beforeRequest", function (event) {
+    var button = event.target && event.target.closest ? event.target.closest(".version-prev, .version-next") : null;
+    switchedTo = button && button.dataset.version
+      ? { id: button.dataset.version, next: button.classList.contains("version-next") }
+      : null;
+  });
+  document.addEventListener("htmx:afterSettle", function (event) {
+    if (!switchedTo || !event.detail || !event.detail.target || event.detail.target.id !== "messages") { return; }
+    var asked = switchedTo;
+    switchedTo = null;
+    var active = document.activeElement;
+    if (active && active !== document.body && active.isConnected) { return; }  // the user moved on
+    var article = byId("msg-" + asked.id);
+    var same = article && article.querySelector(asked.next ? ".version-next" : ".version-prev");
+    var other = article && article.querySelector(asked.next ? ".version-prev" : ".version-next");
+    var input = byId("composer-input");
+    if (same && !same.disabled) { same.focus(); } else if (other && !other.disabled) { other.focus(); } else if (input) { input.focus(); }
   });
 
   // The heading takes a new title from a frame (the first message, then the model's title);
