@@ -11,7 +11,7 @@ from django.template.response import TemplateResponse
 from django.utils.cache import add_never_cache_headers
 
 from chat.data import api_tokens
-from chat.models import ApiToken, Attachment, Conversation, Message
+from chat.models import ApiToken, Attachment, Conversation, Message, ShareLink
 
 TRANSCRIPT_FIELDS = (
     "version_display",
@@ -251,3 +251,29 @@ class ApiTokenAdmin(admin.ModelAdmin):
         )
         add_never_cache_headers(response)
         return response
+
+
+@admin.register(ShareLink)
+class ShareLinkAdmin(admin.ModelAdmin):
+    """Every share link, read-only (made from the conversation page). Deleting one revokes it:
+    its page answers 404 from then on."""
+
+    list_display = ["__str__", "conversation", "owner", "message_count", "created_at"]
+    list_filter = ["created_at"]
+    search_fields = ["title", "conversation__title", "conversation__user__username"]
+    list_select_related = ["conversation__user"]
+    fields = ("conversation", "owner", "title", "message_count", "created_at")
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ShareLink]:
+        return super().get_queryset(request).defer("snapshot")
+
+    @admin.display(description="owner", ordering="conversation__user__username")
+    def owner(self, obj: ShareLink) -> str:
+        return obj.conversation.user.get_username()

@@ -323,3 +323,36 @@ class ApiToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"
+
+
+class ShareLink(models.Model):
+    """A read-only link to a conversation as it was when it was shared (chat/data/shares.py).
+
+    The link shows `snapshot`, a copy of the shown branch taken at that moment, never the live
+    conversation: later messages, edits and deletions do not reach it. Anyone with the token
+    may read it without signing in; revoking deletes the row (and the copy), and deleting the
+    conversation deletes its links.
+    """
+
+    token = models.CharField(
+        max_length=64, unique=True, editable=False, help_text=_("The link's secret part.")
+    )
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="share_links"
+    )
+    title = models.CharField(max_length=200, blank=True, help_text=_("The title when shared."))
+    snapshot = models.JSONField(
+        default=dict,
+        help_text=_(
+            "The messages shown when it was shared: text, status, thinking, and the "
+            "names, kinds and sizes of attachments (never the files)."
+        ),
+    )
+    message_count = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.title or 'Untitled conversation'} ({self.created_at:%Y-%m-%d %H:%M})"

@@ -3,7 +3,17 @@ from __future__ import annotations
 from django.urls import path
 
 from chat.api import endpoints
-from chat.web import account, attachments, conversations, export, messages, pages, replies, start
+from chat.web import (
+    account,
+    attachments,
+    conversations,
+    export,
+    messages,
+    pages,
+    replies,
+    shares,
+    start,
+)
 
 app_name = "chat"
 
@@ -40,6 +50,19 @@ urlpatterns = [
         conversations.conversation_delete,
         name="conversation_delete",
     ),
+    # Share links: made and revoked by the owner; the page a link opens is public.
+    path(
+        "conversations/<uuid:conversation_id>/share/",
+        shares.conversation_share,
+        name="conversation_share",
+    ),
+    path(
+        "conversations/<uuid:conversation_id>/unshare/",
+        shares.conversation_unshare,
+        name="conversation_unshare",
+    ),
+    path("share/<slug:token>/", shares.share_page, name="share"),
+    path("share/<slug:token>/revoke/", shares.share_revoke, name="share_revoke"),
     path(
         "conversations/<uuid:conversation_id>/messages/<int:message_id>/select/",
         messages.message_select,

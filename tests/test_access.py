@@ -3,6 +3,8 @@ later without an ownership or CSRF check fails here rather than in production.""
 
 from __future__ import annotations
 
+import secrets
+
 import pytest
 from django.contrib.auth.models import User
 from django.test import Client
@@ -10,7 +12,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 
 from chat.data import api_tokens
 from chat.files import store
-from chat.models import Conversation, Message
+from chat.models import Conversation, Message, ShareLink
 from chat.testing.files import image_bytes
 
 pytestmark = pytest.mark.django_db
@@ -47,8 +49,13 @@ ROUTES = [
     ("chat:conversation_export_json", "get", True),
     ("chat:export_all", "get", False),
     ("chat:import", "post", False),
+    # Share links (tests/test_shares.py); "owned" for a revoke: a link to the conversation.
+    ("chat:conversation_share", "post", True),
+    ("chat:conversation_unshare", "post", True),
+    ("chat:share_revoke", "post", True),
 ]
-PUBLIC = {"chat:home", "chat:signup"}
+# chat:share is the page a share link opens, for anyone who has the link (tests/test_shares.py).
+PUBLIC = {"chat:home", "chat:signup", "chat:share"}
 # The API authenticates by token, not by session: its own checks are below.
 API_ROUTES = [
     ("chat:api_conversations", "get", False),
@@ -70,6 +77,10 @@ def _url(name: str, conversation: Conversation | None) -> str:
             conversation=conversation, role="user", content="private words"
         )
         return reverse(name, kwargs={"conversation_id": conversation.pk, "message_id": message.pk})
+    if name == "chat:share_revoke":
+        assert conversation is not None
+        link = ShareLink.objects.create(conversation=conversation, token=secrets.token_urlsafe(24))
+        return reverse(name, kwargs={"token": link.token})
     if name.startswith("chat:attachment_") or name == "chat:attachment":
         if conversation is None:
             return reverse(name)

@@ -11,13 +11,14 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from chat.data.api_tokens import token_create, token_revoke, tokens_of
+from chat.web import shares
 
 
 @login_required
 @require_GET
 def account(request: HttpRequest) -> HttpResponse:
     """The account page: each section is its own template (chat/_account_*.html)."""
-    return render(request, "chat/account.html", {})
+    return render(request, "chat/account.html", {**shares.account_context(request)})
 
 
 @never_cache  # the one response that shows a new token must not be kept by any cache
