@@ -4,6 +4,7 @@ from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
+from django.views.i18n import JavaScriptCatalog
 
 from chat.web import metrics as views_metrics
 
@@ -27,5 +28,7 @@ urlpatterns = [
     path("accounts/", include("django.contrib.auth.urls")),
     # The language switch in the top bar and on the sign-in page posts to set_language here.
     path("i18n/", include("django.conf.urls.i18n")),
+    # The words static/chat/chat.js shows (its gettext), in the page's language.
+    path("jsi18n/", JavaScriptCatalog.as_view(), name="javascript-catalog"),
     path("", include("chat.urls")),
 ]

@@ -254,9 +254,11 @@ def read_po(path: Path) -> list[dict[str, object]]:
     return entries
 
 
-def test_every_german_msgid_is_translated_and_none_is_fuzzy() -> None:
-    entries = [e for e in read_po(LOCALE / "django.po") if e["msgid"]]
-    assert len(entries) > 250
+@pytest.mark.parametrize(("domain", "least"), [("django", 250), ("djangojs", 20)])
+def test_every_german_msgid_is_translated_and_none_is_fuzzy(domain: str, least: int) -> None:
+    """django: the templates and Python; djangojs: static/chat/chat.js's words."""
+    entries = [e for e in read_po(LOCALE / f"{domain}.po") if e["msgid"]]
+    assert len(entries) > least
     for entry in entries:
         assert "fuzzy" not in entry["flags"], entry["msgid"]
         translations = [v for k, v in entry.items() if str(k).startswith("msgstr")]
@@ -266,12 +268,13 @@ def test_every_german_msgid_is_translated_and_none_is_fuzzy() -> None:
         assert set(re.findall(r"%\(\w+\)[sd]", str(translations[-1]))) == wanted, entry["msgid"]
 
 
-def test_the_committed_mo_is_the_compiled_po() -> None:
-    """users' machines may have no gettext: django.mo is committed, and must be current."""
-    with (LOCALE / "django.mo").open("rb") as mo:
+@pytest.mark.parametrize("domain", ["django", "djangojs"])
+def test_the_committed_mo_is_the_compiled_po(domain: str) -> None:
+    """users' machines may have no gettext: the .mo files are committed, and must be current."""
+    with (LOCALE / f"{domain}.mo").open("rb") as mo:
         catalog = gettext.GNUTranslations(mo)._catalog  # type: ignore[attr-defined]
     expected: dict[object, str] = {}
-    for entry in read_po(LOCALE / "django.po"):
+    for entry in read_po(LOCALE / f"{domain}.po"):
         msgid = str(entry["msgid"])
         if "msgctxt" in entry:
             msgid = f"{entry['msgctxt']}\x04{msgid}"
@@ -284,4 +287,20 @@ def test_the_committed_mo_is_the_compiled_po() -> None:
     header = expected.pop("")
     assert "Plural-Forms: nplurals=2; plural=(n != 1);" in header
     catalog.pop("", None)
-    assert catalog == expected, "locale/de/LC_MESSAGES/django.mo is stale: run compilemessages"
+    assert catalog == expected, f"locale/de/LC_MESSAGES/{domain}.mo is stale: compilemessages"
+
+
+def test_the_scripts_words_come_from_the_javascript_catalog_in_the_pages_language(
+    client: Client,
+) -> None:
+    """static/chat/chat.js reads its words from /jsi18n/ (linked before it on every page)."""
+    german = client.get(reverse("javascript-catalog"), headers={"Accept-Language": "de"})
+    script = german.content.decode()
+    assert german.status_code == 200 and "javascript" in german["Content-Type"]
+    assert '"connected": "verbunden"' in script
+    assert '"Copied": "Kopiert"' in script
+    english = client.get(reverse("javascript-catalog"), headers={"Accept-Language": "en"})
+    assert "verbunden" not in english.content.decode()
+    page = client.get(reverse("login")).content.decode()
+    catalog = page.index(f'src="{reverse("javascript-catalog")}"')
+    assert catalog < page.index("chat/chat.js")

@@ -18,6 +18,7 @@ from typing import Any
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils.dateparse import parse_datetime
+from django.utils.translation import gettext as _
 
 from chat.data import selectors
 from chat.data.services import ReplyAlreadyStreaming, TurnRefused
@@ -88,15 +89,18 @@ def share_create(*, conversation: Conversation) -> ShareLink:
         messages = selectors.all_messages(conversation=conversation)
         if any(m.status == Message.Status.STREAMING for m in messages):
             raise ReplyAlreadyStreaming(
-                "A reply is streaming: share the conversation once it has finished (or stop it)."
+                _("A reply is streaming: share the conversation once it has finished (or stop it).")
             )
         if not messages:
-            raise TurnRefused("There is nothing to share yet: send a message first.")
+            raise TurnRefused(_("There is nothing to share yet: send a message first."))
         links = ShareLink.objects.filter(conversation__user_id=conversation.user_id).count()
         if links >= MAX_LINKS_PER_USER:
             raise TurnRefused(
-                f"You have {links} share links, the most one account may have: revoke some "
-                "on your account page first."
+                _(
+                    "You have %(links)s share links, the most one account may have: revoke "
+                    "some on your account page first."
+                )
+                % {"links": links}
             )
         title = (
             Conversation.objects.filter(pk=conversation.pk).values_list("title", flat=True).first()

@@ -3,6 +3,14 @@
 (function () {
   "use strict";
 
+  // Words shown to the user go through Django's JavaScript catalog (/jsi18n/, loaded before
+  // this file), in the page's language; without it, as written here.
+  var gettext = window.gettext || function (text) { return text; };
+  var ngettext = window.ngettext || function (one, many, n) { return n === 1 ? one : many; };
+  function fmt(text, values) {
+    return text.replace(/%\((\w+)\)s/g, function (all, name) { return String(values[name]); });
+  }
+
   function byId(id) { return document.getElementById(id); }
 
   function clickIfPresent(id) {
@@ -56,7 +64,7 @@
       if (notice && window.htmx) { htmx.swap(notice, html, { swapStyle: "outerHTML" }); }
     }).catch(function () {
       var notice = byId("notice");
-      if (notice) { notice.textContent = "The stop could not be sent: the server is unreachable."; }
+      if (notice) { notice.textContent = gettext("The stop could not be sent: the server is unreachable."); }
     });
   }, true);
 
@@ -78,7 +86,7 @@
     if (!navigator.clipboard) { return; }
     navigator.clipboard.writeText(text).then(function () {
       var label = button.textContent;
-      button.textContent = "Copied";
+      button.textContent = gettext("Copied");
       setTimeout(function () { button.textContent = label; }, 1500);
     });
   });
@@ -261,14 +269,14 @@
   }
   // As Django's filesizeformat says it (the server's messages use it).
   function sizeText(bytes) {
-    if (bytes < 1024) { return bytes + " byte" + (bytes === 1 ? "" : "s"); }
+    if (bytes < 1024) { return fmt(ngettext("%(n)s byte", "%(n)s bytes", bytes), { n: bytes }); }
     var units = ["KB", "MB", "GB"];
     var value = bytes / 1024;
     var unit = 0;
     while (value >= 1024 && unit < units.length - 1) { value /= 1024; unit++; }
     return value.toFixed(1) + " " + units[unit];
   }
-  function fileName(file) { return file.name || "pasted file"; }
+  function fileName(file) { return file.name || gettext("pasted file"); }
 
   function attachFiles(fileList) {
     var chat = byId("chat");
@@ -284,7 +292,8 @@
     clearFileNotice();
     files.forEach(function (file) {
       if (maxBytes && file.size > maxBytes) {
-        problems.push(fileName(file) + " is " + sizeText(file.size) + "; files can be at most " + sizeText(maxBytes) + ".");
+        problems.push(fmt(gettext("%(name)s is %(size)s; files can be at most %(max)s."),
+          { name: fileName(file), size: sizeText(file.size), max: sizeText(maxBytes) }));
       } else if (room <= 0) {
         left++;
       } else {
@@ -293,8 +302,10 @@
       }
     });
     if (left) {
-      problems.push("A message can carry at most " + maxFiles + " files: " + left + " more " +
-        (left === 1 ? "was" : "were") + " not attached.");
+      problems.push(fmt(ngettext(
+        "A message can carry at most %(max)s files: %(left)s more was not attached.",
+        "A message can carry at most %(max)s files: %(left)s more were not attached.", left),
+        { max: maxFiles, left: left }));
     }
     if (problems.length) { fileNotice(problems.join(" "), "error"); }
   }
@@ -311,12 +322,12 @@
     name.textContent = name.title = fileName(file);
     var state = document.createElement("span");
     state.className = "file-size muted";
-    state.textContent = "uploading…";
+    state.textContent = gettext("uploading…");
     var cancel = document.createElement("button");
     cancel.type = "button";
     cancel.className = "file-remove";
-    cancel.title = "Cancel";
-    cancel.setAttribute("aria-label", "Cancel uploading " + fileName(file));
+    cancel.title = gettext("Cancel");
+    cancel.setAttribute("aria-label", fmt(gettext("Cancel uploading %(name)s"), { name: fileName(file) }));
     cancel.textContent = "\u00d7";
     chip.append(icon, name, state, cancel);
     return chip;
@@ -355,7 +366,9 @@
       if (error && error.name === "AbortError") { return; }
       var wasShown = chip.isConnected;
       chip.remove();
-      if (wasShown) { fileNotice(fileName(file) + " could not be uploaded: the server is unreachable.", "error"); }
+      if (wasShown) {
+        fileNotice(fmt(gettext("%(name)s could not be uploaded: the server is unreachable."), { name: fileName(file) }), "error");
+      }
       if (!uploading()) { clearFileNotice("info"); }
     });
   }
@@ -364,9 +377,10 @@
       var message = JSON.parse(answer.text).error.message;
       if (typeof message === "string" && message) { return message; }
     } catch (ignored) { /* not the JSON error shape: a proxy's page, a login page */ }
-    if (!answer.status) { return fileName(file) + " could not be uploaded."; }
-    if (answer.status === 403) { return fileName(file) + " could not be uploaded: reload the page and try again."; }
-    return fileName(file) + " could not be uploaded (HTTP " + answer.status + ").";
+    var name = { name: fileName(file), status: answer.status };
+    if (!answer.status) { return fmt(gettext("%(name)s could not be uploaded."), name); }
+    if (answer.status === 403) { return fmt(gettext("%(name)s could not be uploaded: reload the page and try again."), name); }
+    return fmt(gettext("%(name)s could not be uploaded (HTTP %(status)s)."), name);
   }
   // Take an upload back out: from the page at once, from the server in the background.
   function discard(chip) {
@@ -466,19 +480,19 @@
     if (!form || form.id !== "start-form") { return; }
     if (uploading()) {
       event.preventDefault();
-      fileNotice("A file is still uploading: send again when its chip is ready.", "info");
+      fileNotice(gettext("A file is still uploading: send again when its chip is ready."), "info");
       return;
     }
     if (form.dataset.sent) { event.preventDefault(); return; }
     form.dataset.sent = "true";
     var button = byId("send-button");
-    if (button) { button.disabled = true; button.textContent = "Sending…"; }
+    if (button) { button.disabled = true; button.textContent = gettext("Sending…"); }
   });
 
   document.addEventListener("htmx:wsConfigSend", function (event) {
     if (!event.target || event.target.id !== "send-button" || !uploading()) { return; }
     event.preventDefault();
-    fileNotice("A file is still uploading: send again when its chip is ready.", "info");
+    fileNotice(gettext("A file is still uploading: send again when its chip is ready."), "info");
   }, true);
 
   // The turn-started frame names the files the message took
@@ -638,11 +652,12 @@
       var thinking = article.querySelector(".thinking-body");
       var seconds = Math.max(0, (Date.now() - skewMs) / 1000 - Number(items[i].dataset.started));
       if (text.length === 0 && thinking && thinking.textContent.length > 0) {
-        items[i].textContent = "thinking · " + seconds.toFixed(1) + " s";
+        items[i].textContent = fmt(gettext("thinking · %(seconds)s s"), { seconds: seconds.toFixed(1) });
       } else {
         items[i].textContent = text.length === 0
-          ? "connecting… " + seconds.toFixed(1) + " s"
-          : "streaming · " + seconds.toFixed(1) + " s · " + text.length.toLocaleString() + " characters";
+          ? fmt(gettext("connecting… %(seconds)s s"), { seconds: seconds.toFixed(1) })
+          : fmt(gettext("streaming · %(seconds)s s · %(chars)s characters"),
+            { seconds: seconds.toFixed(1), chars: text.length.toLocaleString(document.documentElement.lang || undefined) });
       }
     }
   }
@@ -672,18 +687,18 @@
   // reconnects then too, backing off. On reconnecting it is sent the true state (a catch-up).
   var retries = 0;
   var SELF_RECONNECTING = [1006, 1011, 1012, 1013];
-  document.addEventListener("htmx:wsOpen", function () { retries = 0; setConnection("open", "connected"); });
+  document.addEventListener("htmx:wsOpen", function () { retries = 0; setConnection("open", gettext("connected")); });
   var GONE = 4404;  // the conversation was deleted (chat/consumers.py): nothing to reconnect to
   document.addEventListener("htmx:wsClose", function (event) {
     var detail = event.detail || {};
     var code = detail.event ? detail.event.code : 0;
-    if (code === GONE) { setConnection("closed", "conversation deleted"); return; }
-    setConnection("closed", "disconnected, reconnecting…");
+    if (code === GONE) { setConnection("closed", gettext("conversation deleted")); return; }
+    setConnection("closed", gettext("disconnected, reconnecting…"));
     if (!detail.socketWrapper || SELF_RECONNECTING.indexOf(code) >= 0) { return; }
     var delay = Math.min(10000, 500 * Math.pow(2, retries++)) * (0.5 + Math.random() / 2);
     setTimeout(function () { detail.socketWrapper.reconnect(); }, delay);
   });
-  document.addEventListener("htmx:wsError", function () { setConnection("closed", "connection error"); });
+  document.addEventListener("htmx:wsError", function () { setConnection("closed", gettext("connection error")); });
 
   document.addEventListener("DOMContentLoaded", function () {
     var messages = byId("messages");
