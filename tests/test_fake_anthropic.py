@@ -1005,7 +1005,10 @@ async def test_replay_hangup_is_recorded_like_a_generated_stream(
     assert disconnected_at - left_at < 0.1
     await server.await_finish(record)
     assert record.outcome == "client_disconnected" and not record.completed
-    assert record.deltas_written == 1 and record.deltas_after(left_at) == 0
+    # Only the delta the client read was written: nothing after it left. (Not by the delta's
+    # time: it is stamped once the write has drained, which a loaded machine may finish after
+    # the client already read it and left.)
+    assert record.deltas_written == 1
 
 
 @pytest.mark.parametrize(("error_after", "text_deltas"), [(1, 1), (10, 3)])
