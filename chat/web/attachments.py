@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
-from django.core.files import File
 from django.core.files.storage import storages
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
@@ -31,13 +29,13 @@ from django.views.decorators.http import require_GET, require_POST
 from chat.files import checks, store
 from chat.files.checks import AttachmentRefused
 from chat.models import Attachment
+from chat.web.chunks import file_chunks
 
 logger = logging.getLogger(__name__)
 
 #: Names whose files a browser might render as a page: always downloaded, never shown.
 DOWNLOADED_EXTENSIONS = frozenset({"htm", "html", "xhtml", "svg", "svgz", "xml", "xsl", "xslt"})
 
-CHUNK_BYTES = 256 * 1024
 
 #: The CSP of a served file: nothing runs, nothing loads but the file itself.
 FILE_CSP: dict[str, Any] = {
@@ -164,7 +162,7 @@ def _file_response(
     except OSError:
         logger.exception("attachment file %s could not be opened", name)
         raise Http404("The file is missing.") from None
-    response = StreamingHttpResponse(_chunks(handle), content_type=content_type)
+    response = StreamingHttpResponse(file_chunks(handle), content_type=content_type)
     response["Content-Length"] = str(size)
     if disposition := content_disposition_header(download, filename):
         response["Content-Disposition"] = disposition
@@ -172,12 +170,3 @@ def _file_response(
     response["Cache-Control"] = "private, max-age=3600"
     response._csp_config = csp  # type: ignore[attr-defined]  # (django.views.decorators.csp)
     return response
-
-
-async def _chunks(handle: File) -> AsyncIterator[bytes]:
-    read = sync_to_async(handle.read, thread_sensitive=False)
-    try:
-        while chunk := await read(CHUNK_BYTES):
-            yield chunk
-    finally:
-        await sync_to_async(handle.close, thread_sensitive=False)()

@@ -21,7 +21,8 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from chat.data import selectors, services
 from chat.replies import layer, turns
-from chat.web.pages import _owned_or_404, _provider_context
+from chat.web.ownership import owned_or_404
+from chat.web.pages import _provider_context
 
 SIDEBAR_LIMIT = 50
 MAX_QUERY_CHARS = 200
@@ -83,7 +84,7 @@ def conversation_rename(request: HttpRequest, conversation_id: str) -> HttpRespo
     """Set the title (1-200 characters once trimmed). A page gets a redirect back to the
     conversation; htmx gets the new heading, with the rename form and the sidebar's item out of
     band. Invalid: 400, with the form and its error."""
-    conversation = _owned_or_404(request, conversation_id)
+    conversation = owned_or_404(request, conversation_id)
     form = ConversationRenameForm(request.POST)
     if not form.is_valid():
         context = {"conversation": conversation, "rename_form": form, **_provider_context()}

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import tempfile
 import zipfile
-from collections.abc import AsyncIterator
 from typing import IO
 
 from asgiref.sync import sync_to_async
@@ -33,10 +32,10 @@ from django.views.decorators.http import require_GET, require_POST
 from chat.data import export, imports, selectors
 from chat.files.checks import clean_name, size_text
 from chat.models import Conversation
+from chat.web.chunks import file_chunks
 
 logger = logging.getLogger(__name__)
 
-CHUNK_BYTES = 256 * 1024
 #: Kept in memory up to this size, then on disk.
 SPOOL_BYTES = 4 * 1024 * 1024
 #: The tag of the import's error among the request's messages (chat/_account_data.html).
@@ -62,23 +61,11 @@ def _download(
     if isinstance(content, bytes):
         response = HttpResponse(content, content_type=content_type)
     else:
-        response = StreamingHttpResponse(_chunks(content), content_type=content_type)
+        response = StreamingHttpResponse(file_chunks(content), content_type=content_type)
         response["Content-Length"] = str(size)
     response["Content-Disposition"] = content_disposition_header(True, filename) or "attachment"
     response["Cache-Control"] = "private, no-store"
     return response
-
-
-async def _chunks(handle: IO[bytes]) -> AsyncIterator[bytes]:
-    """A temporary file's bytes, read in a worker thread a chunk at a time (a synchronous
-    iterator would be read whole into memory by Django's async handler); closed at the end,
-    which deletes it."""
-    read = sync_to_async(handle.read, thread_sensitive=False)
-    try:
-        while chunk := await read(CHUNK_BYTES):
-            yield chunk
-    finally:
-        await sync_to_async(handle.close, thread_sensitive=False)()
 
 
 def _json_file(snapshot: export.Snapshot) -> tuple[IO[bytes], int]:

@@ -13,16 +13,8 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from chat.data import selectors, services
 from chat.data.services import TurnRefused
-from chat.models import Conversation, Message
-
-
-def _owned_or_404(request: HttpRequest, conversation_id: str) -> Conversation:
-    conversation = selectors.conversation_for_user(
-        conversation_id=conversation_id, user=request.user
-    )
-    if conversation is None:
-        raise Http404("No such conversation.")
-    return conversation
+from chat.models import Message
+from chat.web.ownership import owned_or_404
 
 
 @login_required
@@ -30,7 +22,7 @@ def _owned_or_404(request: HttpRequest, conversation_id: str) -> Conversation:
 def message_select(request: HttpRequest, conversation_id: str, message_id: int) -> HttpResponse:
     """`< k/N >`: show that version (htmx: the message list of the branch it leads to; a
     plain form: the page again). Refused with a notice while a reply streams."""
-    conversation = _owned_or_404(request, conversation_id)
+    conversation = owned_or_404(request, conversation_id)
     htmx = request.headers.get("HX-Request") == "true"
     try:
         if not services.version_select(conversation=conversation, message_id=message_id):
@@ -53,7 +45,7 @@ def message_select(request: HttpRequest, conversation_id: str, message_id: int) 
 def message_delete(request: HttpRequest, conversation_id: str, message_id: int) -> HttpResponse:
     """GET: ask for confirmation (saying how many messages go). POST: delete it and every
     reply after it, and show the conversation."""
-    conversation = _owned_or_404(request, conversation_id)
+    conversation = owned_or_404(request, conversation_id)
     message = Message.objects.filter(conversation=conversation, pk=message_id).first()
     if message is None:
         raise Http404("No such message.")

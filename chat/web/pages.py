@@ -8,7 +8,7 @@ from django.conf import settings
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import UserCreationForm
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -17,6 +17,7 @@ from chat.data import selectors, services
 from chat.models import Conversation, Message
 from chat.providers import get_provider
 from chat.web.forms import ConversationSettingsForm
+from chat.web.ownership import owned_or_404
 
 
 def _provider_context() -> dict[str, str]:
@@ -62,16 +63,6 @@ def conversation_create(request: HttpRequest) -> HttpResponse:
     return redirect("chat:conversation_detail", conversation_id=conversation.pk)
 
 
-def _owned_or_404(request: HttpRequest, conversation_id: str) -> Conversation:
-    """The signed-in user's conversation; 404 for anyone else's (never a hint it exists)."""
-    conversation = selectors.conversation_for_user(
-        conversation_id=conversation_id, user=request.user
-    )
-    if conversation is None:
-        raise Http404("No such conversation.")
-    return conversation
-
-
 def _conversation_page(
     request: HttpRequest, conversation: Conversation, form: ConversationSettingsForm, status: int
 ) -> HttpResponse:
@@ -112,7 +103,7 @@ def _message_id(value: str) -> int | None:
 @login_required
 @require_GET
 def conversation_detail(request: HttpRequest, conversation_id: str) -> HttpResponse:
-    conversation = _owned_or_404(request, conversation_id)
+    conversation = owned_or_404(request, conversation_id)
     before = _message_id(request.GET.get("before", ""))
     if before is not None and request.headers.get("HX-Request") == "true":
         # "Show earlier messages": the page of messages before that one, in the button's place
@@ -130,7 +121,7 @@ def conversation_detail(request: HttpRequest, conversation_id: str) -> HttpRespo
 @require_POST
 def conversation_settings(request: HttpRequest, conversation_id: str) -> HttpResponse:
     """Save the conversation's model and system prompt (they apply from the next reply)."""
-    conversation = _owned_or_404(request, conversation_id)
+    conversation = owned_or_404(request, conversation_id)
     form = ConversationSettingsForm(request.POST, instance=conversation)
     if not form.is_valid():
         return _conversation_page(request, conversation, form, status=400)

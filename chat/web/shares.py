@@ -22,9 +22,10 @@ from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
-from chat.data import selectors, shares
+from chat.data import shares
 from chat.data.services import TurnRefused
-from chat.models import Conversation, ShareLink
+from chat.models import ShareLink
+from chat.web.ownership import owned_or_404
 
 if TYPE_CHECKING:
     from django_htmx.middleware import HtmxDetails
@@ -60,15 +61,6 @@ def _wants_json(request: HttpRequest) -> bool:
     return "application/json" in request.headers.get("Accept", "")
 
 
-def _owned_or_404(request: HttpRequest, conversation_id: str) -> Conversation:
-    conversation = selectors.conversation_for_user(
-        conversation_id=conversation_id, user=request.user
-    )
-    if conversation is None:
-        raise Http404("No such conversation.")
-    return conversation
-
-
 def _to_account(anchor: str) -> HttpResponse:
     return redirect(f"{reverse('chat:account')}#{anchor}")
 
@@ -79,7 +71,7 @@ def conversation_share(request: HtmxHttpRequest, conversation_id: str) -> HttpRe
     """A new link to the conversation as it is now. JSON: `{"url": ...}` (201); htmx: the
     Share panel showing it; a plain form: the account page, at the new link. Refused while a
     reply streams (409 with the reason; htmx: the panel says it)."""
-    conversation = _owned_or_404(request, conversation_id)
+    conversation = owned_or_404(request, conversation_id)
     try:
         link = shares.share_create(conversation=conversation)
     except TurnRefused as exc:
@@ -101,7 +93,7 @@ def conversation_share(request: HtmxHttpRequest, conversation_id: str) -> HttpRe
 @require_POST
 def conversation_unshare(request: HtmxHttpRequest, conversation_id: str) -> HttpResponse:
     """Revoke every link to the conversation: each answers 404 from now on."""
-    conversation = _owned_or_404(request, conversation_id)
+    conversation = owned_or_404(request, conversation_id)
     revoked = shares.shares_revoke(conversation=conversation)
     if _wants_json(request):
         return JsonResponse({"revoked": revoked})
