@@ -18,6 +18,7 @@ from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
+from django.core.files import File
 from django.core.files.storage import storages
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
@@ -108,6 +109,11 @@ async def remove(request: HttpRequest, attachment_id: uuid.UUID) -> HttpResponse
     return HttpResponse(status=204)
 
 
+def _open(name: str) -> tuple[File, int]:
+    storage = storages["attachments"]
+    return storage.open(name, "rb"), storage.size(name)
+
+
 async def _owned(request: HttpRequest, attachment_id: uuid.UUID) -> Attachment:
     user = await request.auser()
     found = await database_sync_to_async(store.attachment_for_user)(
@@ -129,7 +135,7 @@ async def view(request: HttpRequest, attachment_id: uuid.UUID) -> HttpResponseBa
     content_type = attachment.media_type
     if attachment.kind == Attachment.Kind.TEXT:
         content_type = "text/plain; charset=utf-8"
-    return _file_response(
+    return await _file_response(
         attachment.file.name or "",
         content_type=content_type,
         filename=attachment.name,
@@ -145,20 +151,19 @@ async def thumbnail(request: HttpRequest, attachment_id: uuid.UUID) -> HttpRespo
     attachment = await _owned(request, attachment_id)
     if not attachment.thumbnail.name:
         raise Http404("This file has no thumbnail.")
-    return _file_response(
+    return await _file_response(
         attachment.thumbnail.name, content_type="image/webp", filename="", csp=FILE_CSP
     )
 
 
-def _file_response(
+async def _file_response(
     name: str, *, content_type: str, filename: str, download: bool = False, csp: dict[str, Any]
 ) -> HttpResponseBase:
-    """The stored file, streamed in chunks read in a worker thread (a synchronous file handed
-    to Django's async handler would be read whole into memory first)."""
-    storage = storages["attachments"]
+    """The stored file, opened and then streamed in chunks in a worker thread, never on the
+    event loop (a network call with an S3 store; and a synchronous file handed to Django's
+    async handler would be read whole into memory first)."""
     try:
-        handle = storage.open(name, "rb")
-        size = storage.size(name)
+        handle, size = await sync_to_async(_open, thread_sensitive=False)(name)
     except OSError:
         logger.exception("attachment file %s could not be opened", name)
         raise Http404("The file is missing.") from None
