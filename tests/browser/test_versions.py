@@ -390,9 +390,11 @@ def test_deleting_a_message_removes_it_and_what_follows_after_a_confirmation(
 ) -> None:
     sign_in(page, live_app)
     conversation = new_chat(page)
-    turns = [send_with_enter(page, f"{QUICK_REPLY} Turn {n} (delete-middle)") for n in (1, 2, 3)]
-    for _, reply in turns:
-        expect_complete(page, reply)
+    turns = []
+    for n in (1, 2, 3):
+        # Each reply finishes before the next message: Enter during a reply is Stop & Send.
+        turns.append(send_with_enter(page, f"{QUICK_REPLY} Turn {n} (delete-middle)"))
+        expect_complete(page, turns[-1][1])
     everything = [pk for turn in turns for pk in turn]
     assert shown(page) == everything
     middle = turns[1][0]
