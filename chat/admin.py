@@ -29,19 +29,28 @@ TRANSCRIPT_FIELDS = (
 )
 
 
-class MessageInline(admin.TabularInline):
+class NoAdding:
+    """No "Add" in the admin: rows are made by the app. The optional ``obj`` fits both
+    signatures, ``ModelAdmin``'s (request) and an inline's (request, obj)."""
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+class ReadOnly(NoAdding):
+    """Neither added nor changed in the admin (whether a row can be deleted, each class says)."""
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+class MessageInline(ReadOnly, admin.TabularInline):
     model = Message
     extra = 0
     can_delete = False
     show_change_link = True
     fields = TRANSCRIPT_FIELDS
     readonly_fields = TRANSCRIPT_FIELDS
-
-    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Message]:
         return super().get_queryset(request).prefetch_related("attachments")
@@ -149,26 +158,24 @@ ATTACHMENT_FIELDS = (
 )
 
 
-class AttachmentInline(admin.TabularInline):
-    model = Attachment
-    extra = 0
-    can_delete = False
-    fields = ("preview", "kind", "media_type", "size", "pages", "width", "height", "created_at")
-    readonly_fields = fields
-
-    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
+class AttachmentPreview(ReadOnly):
+    """Read-only, with the file's link (a thumbnail for an image) as the ``preview`` field."""
 
     @admin.display(description="file")
     def preview(self, obj: Attachment) -> str:
         return attachment_links([obj], thumbnails=True)
 
 
+class AttachmentInline(AttachmentPreview, admin.TabularInline):
+    model = Attachment
+    extra = 0
+    can_delete = False
+    fields = ("preview", "kind", "media_type", "size", "pages", "width", "height", "created_at")
+    readonly_fields = fields
+
+
 @admin.register(Attachment)
-class AttachmentAdmin(admin.ModelAdmin):
+class AttachmentAdmin(AttachmentPreview, admin.ModelAdmin):
     """Every file users attached; deleting one here deletes its file too."""
 
     list_display = ["name", "user", "kind", "media_type", "size", "message", "created_at"]
@@ -178,19 +185,9 @@ class AttachmentAdmin(admin.ModelAdmin):
     fields = ATTACHMENT_FIELDS
     readonly_fields = ATTACHMENT_FIELDS
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    @admin.display(description="file")
-    def preview(self, obj: Attachment) -> str:
-        return attachment_links([obj], thumbnails=True)
-
 
 @admin.register(Message)
-class MessageAdmin(admin.ModelAdmin):
+class MessageAdmin(NoAdding, admin.ModelAdmin):
     list_display = ["__str__", "conversation", "role", "status", "stop_reason", "created_at"]
     list_filter = ["status", "stop_reason", "role", "model", "created_at"]
     search_fields = ["content", "thinking", "conversation__title"]
@@ -200,9 +197,6 @@ class MessageAdmin(admin.ModelAdmin):
     ]
     list_select_related = ["conversation"]
     inlines = [AttachmentInline]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
 
     @admin.display(description="text as read (marker included)")
     def shown_text(self, obj: Message) -> str:
@@ -254,7 +248,7 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
 
 @admin.register(ShareLink)
-class ShareLinkAdmin(admin.ModelAdmin):
+class ShareLinkAdmin(ReadOnly, admin.ModelAdmin):
     """Every share link, read-only (made from the conversation page). Deleting one revokes it:
     its page answers 404 from then on."""
 
@@ -264,12 +258,6 @@ class ShareLinkAdmin(admin.ModelAdmin):
     list_select_related = ["conversation__user"]
     fields = ("conversation", "owner", "title", "message_count", "created_at")
     readonly_fields = fields
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[ShareLink]:
         return super().get_queryset(request).defer("snapshot")
