@@ -60,7 +60,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Self
 
 import httpx
 import psutil  # type: ignore[import-untyped]  # (no stubs in the dev extras)
@@ -168,67 +168,66 @@ def noise_pdf(target: int, pages: int) -> bytes:
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass
-class Sampler:
-    """RSS readings of one process in a thread, every SAMPLE_EVERY seconds, until stopped."""
+class _Background:
+    """``_tick`` in a daemon thread from ``with`` on: once at once, then every ``every`` seconds,
+    until the ``with`` block ends (a tick under way finishes first)."""
 
-    process: psutil.Process
-    peak: int = 0
-    count: int = 0
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
+    every: ClassVar[float]  # seconds between two ticks
+
+    def _tick(self) -> None:
+        raise NotImplementedError
 
     def _run(self) -> None:
         while True:
-            rss = self.process.memory_info().rss
-            self.peak = max(self.peak, rss)
-            self.count += 1
-            if self._stop.wait(SAMPLE_EVERY):
+            self._tick()
+            if self._stop.wait(self.every):
                 return
 
-    def __enter__(self) -> Sampler:
+    def __enter__(self) -> Self:
+        self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-        # One last reading: the response's last byte may have come after the last sample.
-        self.peak = max(self.peak, self.process.memory_info().rss)
-        self.count += 1
+        self._thread.join()
 
 
 @dataclass
-class Prober:
+class Sampler(_Background):
+    """RSS readings of one process in a thread, every SAMPLE_EVERY seconds, until stopped."""
+
+    process: psutil.Process
+    peak: int = 0
+    count: int = 0
+    every = SAMPLE_EVERY
+
+    def _tick(self) -> None:
+        self.peak = max(self.peak, self.process.memory_info().rss)
+        self.count += 1
+
+    def __exit__(self, *exc: object) -> None:
+        super().__exit__(*exc)
+        # One last reading: the response's last byte may have come after the last sample.
+        self._tick()
+
+
+@dataclass
+class Prober(_Background):
     """A small page fetched every PROBE_EVERY seconds in a thread, until stopped: the longest
     one took says how long the server's event loop was held up meanwhile."""
 
     client: httpx.Client
     longest: float = 0.0
     count: int = 0
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
+    every = PROBE_EVERY
 
-    def _run(self) -> None:
-        while True:
-            started = time.perf_counter()
-            self.client.head(PROBE_PATH).raise_for_status()
-            self.longest = max(self.longest, time.perf_counter() - started)
-            self.count += 1
-            if self._stop.wait(PROBE_EVERY):
-                return
-
-    def __enter__(self) -> Prober:
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
+    def _tick(self) -> None:
+        started = time.perf_counter()
+        self.client.head(PROBE_PATH).raise_for_status()
+        self.longest = max(self.longest, time.perf_counter() - started)
+        self.count += 1
 
 
 def rss_now(process: psutil.Process, samples: int = 3) -> int:
