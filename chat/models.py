@@ -275,6 +275,17 @@ class Attachment(models.Model):
         blank=True,
         help_text=_("Empty while it waits in the composer."),
     )
+    draft_for = models.ForeignKey(
+        Conversation,
+        on_delete=models.CASCADE,
+        related_name="+",
+        null=True,
+        blank=True,
+        help_text=_(
+            "While unsent: the conversation whose composer it waits in (empty: a new chat's, "
+            "the API's or the terminal's), shown there again after a reload."
+        ),
+    )
     name = models.CharField(max_length=150, help_text=_("The name it was attached with, cleaned."))
     kind = models.CharField(max_length=16, choices=Kind.choices)
     media_type = models.CharField(max_length=100, help_text=_("Decided from the file's bytes."))

@@ -341,16 +341,22 @@ RECORDINGS = sorted(path.stem for path in DEFAULT_RECORDINGS.glob("*.sse"))
 
 
 async def upload_file(
-    client: AsyncClient, name: str, data: bytes, content_type: str = "application/octet-stream"
+    client: AsyncClient,
+    name: str,
+    data: bytes,
+    content_type: str = "application/octet-stream",
+    *,
+    conversation: object = None,
 ) -> Any:
-    """Upload a file as the page does (POST /attachments/, field `file`); the response."""
+    """Upload a file as the page does (POST /attachments/, field `file`, and the conversation
+    whose composer it goes in, if any); the response."""
     from django.core.files.uploadedfile import SimpleUploadedFile
     from django.urls import reverse
 
-    return await client.post(
-        reverse("chat:attachment_upload"),
-        {"file": SimpleUploadedFile(name, data, content_type=content_type)},
-    )
+    form: dict[str, Any] = {"file": SimpleUploadedFile(name, data, content_type=content_type)}
+    if conversation is not None:
+        form["conversation"] = str(conversation)
+    return await client.post(reverse("chat:attachment_upload"), form)
 
 
 def uploaded_id(response: Any) -> str:

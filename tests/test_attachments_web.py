@@ -3,6 +3,7 @@ only to their owner and never as a page, removed with their conversation, shown 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -268,3 +269,57 @@ def test_the_page_tells_the_composer_the_limits_it_checks_before_uploading(
     client.force_login(user)
     page = client.get(reverse("chat:conversation_detail", args=[conversation.pk])).content
     assert b'data-max-files="3" data-max-bytes="2048"' in page
+
+
+async def test_an_unsent_upload_waits_in_the_composer_it_was_attached_in(
+    owner_client: AsyncClient, user: User, conversation: Conversation
+) -> None:
+    other = await Conversation.objects.acreate(user=user, title="Another chat")
+    here = uploaded_id(
+        await upload_file(owner_client, "here.txt", b"h", conversation=conversation.pk)
+    )
+    new = uploaded_id(await upload_file(owner_client, "new.txt", b"n"))
+
+    async def chips(url: str) -> list[str]:
+        page = (await owner_client.get(url)).content.decode()
+        composer = page.split('id="composer-files"', 1)[1].split("</ul>", 1)[0]
+        return re.findall(r'data-attachment="([0-9a-f-]{36})"', composer)
+
+    detail = reverse("chat:conversation_detail", args=[conversation.pk])
+    # A reload shows each chip in its own composer, and only there.
+    assert await chips(detail) == [here]
+    assert await chips(reverse("chat:conversation_detail", args=[other.pk])) == []
+    assert await chips(reverse("chat:home")) == [new]
+    # Sent, it leaves the composer for good.
+    from channels.db import database_sync_to_async
+
+    await database_sync_to_async(services.turn_create)(
+        conversation=conversation, text="see", model="demo", attachments=[here]
+    )
+    assert await chips(detail) == []
+
+
+async def test_an_upload_for_someone_elses_conversation_is_refused_and_keeps_nothing(
+    owner_client: AsyncClient, other_user: User, attachments_dir: Path
+) -> None:
+    theirs = await Conversation.objects.acreate(user=other_user, title="Not yours")
+    for conversation in (theirs.pk, "not-a-uuid"):
+        response = await upload_file(owner_client, "a.txt", b"a", conversation=conversation)
+        assert response.status_code == 404
+        assert response.json()["error"]["message"] == "This conversation is not there any more."
+    assert await Attachment.objects.acount() == 0
+    assert files_in(attachments_dir) == []
+
+
+def test_deleting_a_conversation_deletes_the_files_waiting_in_its_composer(
+    client: Client, user: User, conversation: Conversation, attachments_dir: Path
+) -> None:
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    client.force_login(user)
+    form = {"file": SimpleUploadedFile("w.txt", b"w"), "conversation": str(conversation.pk)}
+    uploaded_id(client.post(reverse("chat:attachment_upload"), form))
+    assert len(files_in(attachments_dir)) == 1
+    client.post(reverse("chat:conversation_delete", args=[conversation.pk]))
+    assert Attachment.objects.count() == 0
+    assert files_in(attachments_dir) == []

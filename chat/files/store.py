@@ -23,9 +23,10 @@ from django.core.files.storage import storages
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from chat.files.checks import AttachmentRefused, CheckedFile, check_file
-from chat.models import Attachment
+from chat.models import Attachment, Conversation
 from chat.providers import ChatTurn, FilePart
 
 logger = logging.getLogger(__name__)
@@ -34,12 +35,18 @@ logger = logging.getLogger(__name__)
 UNSENT_PER_USER_FACTOR = 4
 
 
-def attachment_create(*, user: AbstractBaseUser, checked: CheckedFile) -> Attachment:
-    """Store a checked file as the user's, not yet sent with any message."""
+def attachment_create(
+    *, user: AbstractBaseUser, checked: CheckedFile, draft_for: uuid.UUID | str | None = None
+) -> Attachment:
+    """Store a checked file as the user's, not yet sent with any message; `draft_for` is the
+    conversation whose composer it was attached in (refused unless it is the user's)."""
+    if draft_for:
+        draft_for = _own_conversation(user, draft_for)
     unsent = Attachment.objects.filter(user_id=user.pk, message__isnull=True).count()
     if unsent >= settings.CHAT_MAX_ATTACHMENTS * UNSENT_PER_USER_FACTOR:
         raise AttachmentRefused(
-            f"You have {unsent} files attached but not sent: send or remove some first.",
+            gettext("You have %(unsent)s files attached but not sent: send or remove some first.")
+            % {"unsent": unsent},
             status=429,
         )
     attachment_id = uuid.uuid4()
@@ -49,6 +56,7 @@ def attachment_create(*, user: AbstractBaseUser, checked: CheckedFile) -> Attach
         return Attachment.objects.create(
             id=attachment_id,
             user_id=user.pk,
+            draft_for_id=draft_for or None,
             name=checked.name,
             kind=checked.kind,
             media_type=checked.media_type,
@@ -63,6 +71,16 @@ def attachment_create(*, user: AbstractBaseUser, checked: CheckedFile) -> Attach
     except BaseException:
         delete_saved(saved)
         raise
+
+
+def _own_conversation(user: AbstractBaseUser, conversation_id: uuid.UUID | str) -> uuid.UUID:
+    try:
+        found = uuid.UUID(str(conversation_id))
+    except ValueError:
+        found = None
+    if found is None or not Conversation.objects.filter(pk=found, user_id=user.pk).exists():
+        raise AttachmentRefused(gettext("This conversation is not there any more."), status=404)
+    return found
 
 
 def save_files(
@@ -95,6 +113,16 @@ def attach(
     """Check a file and store it as the user's, unsent (the API's and the terminal's way in;
     the page uploads through chat/web/attachments.py). AttachmentRefused says why not."""
     return attachment_create(user=user, checked=check_file(name, data, declared_type))
+
+
+def drafts(*, user: AbstractBaseUser, conversation_id: uuid.UUID | None) -> list[Attachment]:
+    """The user's unsent uploads waiting in a conversation's composer (None: a new chat's),
+    oldest first: the page shows them again after a reload."""
+    return list(
+        Attachment.objects.filter(
+            user_id=user.pk, message__isnull=True, draft_for_id=conversation_id
+        ).order_by("created_at")
+    )
 
 
 def discard_all_unsent(*, ids: list[uuid.UUID], user: AbstractBaseUser) -> None:

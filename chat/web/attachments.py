@@ -1,7 +1,9 @@
 """Attachments on the page: upload one (into the composer), take it back out, open it.
 
 The composer uploads each picked, dropped or pasted file here at once (static/chat/chat.js) and
-shows the chip this returns; the message's frame then names the uploads it carries. A file is
+shows the chip this returns; the message's frame then names the uploads it carries. An upload
+not sent yet belongs to the composer it was attached in (its conversation's, or a new chat's):
+the page shows its chip there again after a reload, until it is sent or removed. A file is
 served only to its owner (an admin with the view permission too): 404 for anyone else, the
 sign-in page for nobody signed in. Nothing is ever served as HTML or SVG: a text file is
 `text/plain` (and downloaded when its name says HTML, SVG or XML), every response says
@@ -58,8 +60,10 @@ def _refused(exc: AttachmentRefused) -> JsonResponse:
     return JsonResponse({"error": {"type": exc.error_type, "message": str(exc)}}, status=exc.status)
 
 
-def _read_upload(request: HttpRequest) -> checks.CheckedFile:
-    """Parse the form's one file and check it (in a worker thread: Pillow takes a while)."""
+def _read_upload(request: HttpRequest) -> tuple[checks.CheckedFile, str | None]:
+    """Parse the form's one file and check it (in a worker thread: Pillow takes a while); the
+    file and the conversation whose composer it goes in (field `conversation`; none: a new
+    chat's)."""
     upload = request.FILES.get("file")
     if upload is None:
         raise AttachmentRefused(
@@ -67,13 +71,15 @@ def _read_upload(request: HttpRequest) -> checks.CheckedFile:
         )
     name = checks.clean_name(upload.name)
     checks.check_size(name, upload.size or 0)
-    return checks.check_file(name, upload.read(), upload.content_type)
+    return checks.check_file(name, upload.read(), upload.content_type), request.POST.get(
+        "conversation"
+    )
 
 
 @login_required
 @require_POST
 async def upload(request: HttpRequest) -> HttpResponseBase:
-    """One file into the user's composer: 201 and its chip, or 400/413 with why not."""
+    """One file into the user's composer: 201 and its chip, or 400/404/413 with why not."""
     user = await request.auser()
     limit = settings.CHAT_MAX_ATTACHMENT_BYTES
     if int(request.META.get("CONTENT_LENGTH") or 0) > limit + 64 * 1024:
@@ -86,9 +92,9 @@ async def upload(request: HttpRequest) -> HttpResponseBase:
             )
         )
     try:
-        checked = await sync_to_async(_read_upload, thread_sensitive=False)(request)
+        checked, draft_for = await sync_to_async(_read_upload, thread_sensitive=False)(request)
         attachment = await database_sync_to_async(store.attachment_create)(
-            user=user, checked=checked
+            user=user, checked=checked, draft_for=draft_for
         )
     except AttachmentRefused as exc:
         return _refused(exc)

@@ -14,6 +14,7 @@ from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from chat.data import selectors, services
+from chat.files import store
 from chat.models import Conversation, Message
 from chat.providers import get_provider
 from chat.web.forms import ConversationSettingsForm
@@ -82,6 +83,8 @@ def _conversation_page(
             "max_chars": settings.CHAT_MAX_MESSAGE_CHARS,
             "max_attachments": settings.CHAT_MAX_ATTACHMENTS,
             "max_attachment_bytes": settings.CHAT_MAX_ATTACHMENT_BYTES,
+            # Files attached here and not sent yet: their chips are back after a reload.
+            "drafts": store.drafts(user=request.user, conversation_id=conversation.pk),  # type: ignore[arg-type]
             # The sidebar's list and the heading's tokens and cost (chat/_usage.html).
             "sidebar_conversations": selectors.sidebar_conversations(
                 user=request.user,  # type: ignore[arg-type]

@@ -24,6 +24,7 @@ from django.utils.translation import gettext
 from django.views.decorators.http import require_GET, require_POST
 
 from chat.data import selectors, services
+from chat.files import store
 from chat.files.checks import AttachmentRefused, clean_ids
 from chat.providers import get_provider
 from chat.replies import turns
@@ -58,6 +59,8 @@ def _page(
             "max_chars": settings.CHAT_MAX_MESSAGE_CHARS,
             "max_attachments": settings.CHAT_MAX_ATTACHMENTS,
             "max_attachment_bytes": settings.CHAT_MAX_ATTACHMENT_BYTES,
+            # Files attached in a new chat and not sent yet (a reload, a refused first message).
+            "drafts": store.drafts(user=request.user, conversation_id=None),  # type: ignore[arg-type]
             "sidebar_conversations": selectors.sidebar_conversations(user=request.user),  # type: ignore[arg-type]
             "provider_name": get_provider().name,
             "model": settings.CHAT_MODEL,

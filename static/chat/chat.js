@@ -340,6 +340,9 @@
     chip.stopchatUpload = controller;
     var form = new FormData();
     form.append("file", file, fileName(file));
+    // It waits in this conversation's composer (a new chat's without one) until sent: the page
+    // shows it there again after a reload.
+    if (chat.dataset.conversation) { form.append("conversation", chat.dataset.conversation); }
     fetch(chat.dataset.uploadUrl, {
       method: "POST",
       body: form,
@@ -470,6 +473,58 @@
   });
   document.addEventListener("dragend", function () { dragDepth = 0; showDropOverlay(false); });
 
+  // What is typed and not sent yet survives a reload: it is kept in this browser's
+  // localStorage, one draft per user and conversation (data-draft-key, "new" for a new
+  // chat's composer), always what the box holds, so a sent message, taken out of the box,
+  // leaves the draft with it. Signing out forgets every draft.
+  var DRAFT_PREFIX = "stopchat:draft:";
+  function draftKey() {
+    var chat = byId("chat");
+    return chat && chat.dataset.draftKey ? DRAFT_PREFIX + chat.dataset.draftKey : null;
+  }
+  function keepDraft() {
+    var key = draftKey();
+    var input = byId("composer-input");
+    if (!key || !input) { return; }
+    try {
+      if (input.value.trim() !== "") { window.localStorage.setItem(key, input.value); }
+      else { window.localStorage.removeItem(key); }
+    } catch (ignored) { /* storage full or refused (a private window): nothing kept */ }
+  }
+  function restoreDraft() {
+    var key = draftKey();
+    var input = byId("composer-input");
+    if (!key || !input) { return; }
+    // A refused first message is back in the box from the server: that is the draft now.
+    if (input.value !== "") { keepDraft(); return; }
+    var draft = null;
+    try { draft = window.localStorage.getItem(key); } catch (ignored) { /* none kept */ }
+    if (draft) {
+      input.value = draft;
+      input.setSelectionRange(draft.length, draft.length);
+    }
+  }
+  document.addEventListener("input", function (event) {
+    if (event.target && event.target.id === "composer-input") { keepDraft(); }
+  });
+  document.addEventListener("htmx:wsAfterMessage", keepDraft);  // a command's frame empties the box
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    if (!form) { return; }
+    if (form.id === "sign-out") {
+      try {
+        Object.keys(window.localStorage).forEach(function (key) {
+          if (key.indexOf(DRAFT_PREFIX) === 0) { window.localStorage.removeItem(key); }
+        });
+      } catch (ignored) { /* nothing kept */ }
+    }
+  });
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", restoreDraft);
+  } else {
+    restoreDraft();
+  }
+
   // A message is not sent while one of its files is still on its way (its id is not known
   // yet): the send waits for the user to press again. Capture phase, so that the handler
   // above sees it held back.
@@ -485,6 +540,9 @@
     }
     if (form.dataset.sent) { event.preventDefault(); return; }
     form.dataset.sent = "true";
+    // Sent: a refused message comes back in the box from the server, with its files.
+    var key = draftKey();
+    try { if (key) { window.localStorage.removeItem(key); } } catch (ignored) { /* none kept */ }
     var button = byId("send-button");
     if (button) { button.disabled = true; button.textContent = gettext("Sending…"); }
   });

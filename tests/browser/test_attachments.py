@@ -493,3 +493,72 @@ def test_a_refused_file_shows_the_servers_reason_and_leaves_no_chip(
     expect(ready_chips(page).locator(".file-name")).to_have_text(
         [f"part-{i}.txt" for i in range(5)]
     )
+
+
+def test_what_was_typed_and_attached_but_not_sent_is_back_after_a_reload(
+    page: Page, live_app: LiveApp
+) -> None:
+    """A reload (or a crash, or a tab closed by mistake) loses nothing of a message being
+    written: its text is kept in the browser, its files wait on the server in the composer they
+    were attached in; a sent message takes both along, and signing out forgets the text."""
+    sign_in(page, live_app)
+    box = page.locator("#composer-input")
+    plan = ("plan.txt", "text/plain", b"step one\nstep two\n")
+
+    # A new chat's composer.
+    box.fill(f"{QUICK_REPLY} With the plan (drafts)")
+    assert paste_files(page, [plan])
+    expect(ready_chips(page)).to_have_count(1)
+    page.reload()
+    expect(box).to_have_value(f"{QUICK_REPLY} With the plan (drafts)")
+    expect(ready_chips(page).locator(".file-name")).to_have_text(["plan.txt"])
+
+    # A conversation's composer has its own draft: the new chat's is not there.
+    new_chat(page)
+    expect(box).to_have_value("")
+    expect(page.locator("#composer-files > li")).to_have_count(0)
+    box.fill(f"{QUICK_REPLY} Half a thought (drafts)")
+    assert paste_files(page, [("shot.png", "image/png", image_bytes())])
+    expect(ready_chips(page)).to_have_count(1)
+    waiting = chip_ids(page)
+    page.reload()
+    expect(page.locator("#connection")).to_have_attribute("data-state", "open")
+    expect(box).to_have_value(f"{QUICK_REPLY} Half a thought (drafts)")
+    expect(ready_chips(page)).to_have_count(1)
+    assert chip_ids(page) == waiting
+    expect(ready_chips(page).locator("img.file-thumb")).to_have_count(1)
+
+    # Sent, the text and the file leave the composer, and a reload keeps it empty.
+    box.press("Enter")
+    expect(page.locator("#messages > article")).to_have_count(2)
+    user, reply = last_pair(page)
+    expect_complete(page, reply)
+    expect(page.locator(f"#msg-{user} .msg-files .msg-file--image")).to_have_count(1)
+    expect(box).to_have_value("")
+    expect(page.locator("#composer-files > li")).to_have_count(0)
+    page.reload()
+    expect(page.locator("#connection")).to_have_attribute("data-state", "open")
+    expect(box).to_have_value("")
+    expect(page.locator("#composer-files > li")).to_have_count(0)
+
+    # Signing out forgets the text typed; the file still waits in the new chat's composer.
+    page.goto("/")
+    expect(box).to_have_value(f"{QUICK_REPLY} With the plan (drafts)")
+    page.get_by_role("button", name="Sign out").click()
+    page.wait_for_url(re.compile(r"/accounts/login/"))
+    assert page.evaluate("() => Object.keys(localStorage)") == []
+    sign_in(page, live_app)
+    expect(box).to_have_value("")
+    expect(ready_chips(page).locator(".file-name")).to_have_text(["plan.txt"])
+
+    # The new chat's first message takes it along.
+    box.fill(f"{QUICK_REPLY} With the plan after all (drafts)")
+    box.press("Enter")
+    page.wait_for_url(re.compile(r"/conversations/[0-9a-f-]{36}/$"))
+    expect(page.locator("#messages > article")).to_have_count(2)
+    user, reply = last_pair(page)
+    expect_complete(page, reply)
+    expect(page.locator(f"#msg-{user} .msg-files .file-name")).to_have_text(["plan.txt"])
+    page.goto("/")
+    expect(box).to_have_value("")
+    expect(page.locator("#composer-files > li")).to_have_count(0)
