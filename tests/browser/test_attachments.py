@@ -286,7 +286,8 @@ def test_paste_an_image_drop_a_pdf_send_stop_reload_and_see_them_in_the_bubble(
     )
 
     # Screenshots, light and dark: the conversation after the reload, with a file waiting in
-    # the composer too (a chip as it looks before sending).
+    # the composer too (a chip as it looks before sending; the dark page, opened afterwards,
+    # shows the same file still waiting).
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     state = page.context.storage_state()
     for name, options in {
@@ -294,14 +295,17 @@ def test_paste_an_image_drop_a_pdf_send_stop_reload_and_see_them_in_the_bubble(
         "attachments-dark.png": {"color_scheme": "dark"},
     }.items():
         view = page if not options else new_context(storage_state=state, **options).new_page()
-        if view is not page:
+        if view is page:
+            assert paste_files(
+                view, [("notes.md", "text/markdown", b"# Notes\n\nThe dialog, again.\n")]
+            )
+        else:
+            # The same page opened again: the file waiting unsent is in its composer still.
             view.goto(f"/conversations/{conversation}/")
             expect(view.locator("#connection")).to_have_attribute("data-state", "open")
             expect_thumbnail_loaded(view, user)
-        assert paste_files(
-            view, [("notes.md", "text/markdown", b"# Notes\n\nThe dialog, again.\n")]
-        )
-        expect(ready_chips(view)).to_have_count(1)
+        expect(view.locator("#composer-files > li")).to_have_count(1)
+        expect(ready_chips(view).locator(".file-name")).to_have_text(["notes.md"])
         assert view.evaluate("document.documentElement.scrollWidth") <= 1280
         path = SCREENSHOTS / name
         view.screenshot(path=str(path))
