@@ -294,9 +294,14 @@ async def test_an_unsent_upload_waits_in_the_composer_it_was_attached_in(
     from channels.db import database_sync_to_async
 
     await database_sync_to_async(services.turn_create)(
-        conversation=conversation, text="see", model="demo", attachments=[here]
+        conversation=other, text="see", model="demo", attachments=[here]
     )
     assert await chips(detail) == []
+    # …and it goes with its message only (here sent from another conversation, as a frame on
+    # that one's socket may name it): deleting the conversation it waited in leaves it.
+    await conversation.adelete()
+    sent = await Attachment.objects.select_related("message").aget(pk=here)
+    assert (sent.draft_for_id, sent.message.conversation_id) == (None, other.pk)
 
 
 async def test_an_upload_for_someone_elses_conversation_is_refused_and_keeps_nothing(

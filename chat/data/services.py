@@ -161,7 +161,8 @@ def _bind_attachments(
     for position, attachment in enumerate(ordered):
         attachment.message = message
         attachment.position = position
-    Attachment.objects.bulk_update(ordered, ["message", "position"])
+        attachment.draft_for = None  # (sent: it waits in no composer, and goes with its message)
+    Attachment.objects.bulk_update(ordered, ["message", "position", "draft_for"])
     return ordered
 
 
