@@ -25,13 +25,23 @@ from django.test import AsyncClient
 
 from chat.models import Conversation
 from chat.testing.fake_anthropic import FakeAnthropicServer, FakeConfig
-from chat.testing.live import REPO_ROOT, FakeProcess, LiveApp, start_fake_anthropic, start_live_app
+from chat.testing.live import (
+    REPO_ROOT,
+    DaphneProcess,
+    FakeProcess,
+    LiveApp,
+    manage,
+    run_daphne,
+    start_fake_anthropic,
+    start_live_app,
+)
 from tests.helpers import (
     METRICS_MAX_TOKENS,
     ORIGIN,
     TEST_API_KEY,
     ChatSocket,
     SocketFactory,
+    production_env,
     session_cookie,
     workers_lock,
 )
@@ -306,3 +316,40 @@ async def owner_client(user: User) -> AsyncClient:
     client = AsyncClient()
     await client.aforce_login(user)
     return client
+
+
+# --------------------------------------------------------------------------------------------
+# daphne with the production settings (tests/live/test_security_headers.py, test_favicon.py)
+# --------------------------------------------------------------------------------------------
+
+#: The production settings with one change: STATIC_ROOT in a temp dir, so collectstatic (the
+#: manifest that DJANGO_DEBUG=0 needs) never writes into the shared checkout.
+PROD_SETTINGS_MODULE = """\
+import os
+
+from chatsite.settings import *  # noqa: F403
+
+STATIC_ROOT = os.environ["TEST_STATIC_ROOT"]
+"""
+
+
+@pytest.fixture(scope="module")
+def production_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaphneProcess]:
+    tmp = tmp_path_factory.mktemp("production")
+    (tmp / "production_test_settings.py").write_text(PROD_SETTINGS_MODULE)
+    env = production_env(
+        tmp,
+        DJANGO_SETTINGS_MODULE="production_test_settings",
+        PYTHONPATH=os.pathsep.join(filter(None, [str(tmp), os.environ.get("PYTHONPATH", "")])),
+        TEST_STATIC_ROOT=str(tmp / "static"),
+        DJANGO_ALLOWED_HOSTS="127.0.0.1",
+        # TLS ends at "nginx": test_security_headers.py plays it by sending X-Forwarded-Proto:
+        # https. The redirect stays off only because start_daphne's readiness probe speaks
+        # plain HTTP.
+        DJANGO_SECURE_PROXY_SSL_HEADER="X-Forwarded-Proto",
+        DJANGO_SSL_REDIRECT="0",
+    )
+    manage(env, "migrate", "--noinput")
+    manage(env, "collectstatic", "--noinput")
+    with run_daphne(env, log_path=tmp / "daphne.log") as server:
+        yield server

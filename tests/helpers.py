@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import fcntl
 import html
+import http.client
 import json
 import re
 import secrets
@@ -376,3 +377,17 @@ def blocks(body: dict[str, Any], index: int) -> list[dict[str, Any]]:
 def files_in(directory: Path) -> list[Path]:
     """Every file stored under an attachments directory."""
     return sorted(p for p in directory.rglob("*") if p.is_file()) if directory.exists() else []
+
+
+def http_get(
+    server: Any, path: str, headers: dict[str, str] | None = None
+) -> tuple[int, http.client.HTTPMessage, bytes]:
+    """GET ``path`` from a daphne process (a ``DaphneProcess``) over plain HTTP: the status,
+    the headers and the body."""
+    connection = http.client.HTTPConnection(server.host, server.port, timeout=10)
+    try:
+        connection.request("GET", path, headers=headers or {})
+        response = connection.getresponse()
+        return response.status, response.headers, response.read()
+    finally:
+        connection.close()

@@ -9,19 +9,16 @@ forgives no 404 for /favicon.ico any more.
 
 from __future__ import annotations
 
-import http.client
-import os
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
 
 import pytest
 from channels.testing import HttpCommunicator
 from django.test import AsyncClient
 
-from chat.testing.live import DaphneProcess, manage, run_daphne
+from chat.testing.live import DaphneProcess
 from chatsite.asgi import application
-from tests.helpers import directives, production_env
+from tests.helpers import directives, http_get
 
 # The ASGI application starts the app's background tasks (the reaper) on its first request.
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -82,60 +79,22 @@ async def test_pages_link_the_icon_and_the_policy_lets_it_load(path: str) -> Non
 # daphne with DJANGO_DEBUG=0: the icon by its hashed name, and /favicon.ico
 # --------------------------------------------------------------------------------------------
 
-#: The production settings with STATIC_ROOT in a temp dir, so collectstatic never writes into
-#: the shared checkout (as tests/live/conftest.py's production_server).
-PROD_SETTINGS_MODULE = """\
-import os
-
-from chatsite.settings import *  # noqa: F403
-
-STATIC_ROOT = os.environ["TEST_STATIC_ROOT"]
-"""
-
-
-@pytest.fixture(scope="module")
-def production_daphne(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaphneProcess]:
-    tmp = tmp_path_factory.mktemp("favicon-production")
-    (tmp / "favicon_test_settings.py").write_text(PROD_SETTINGS_MODULE)
-    env = production_env(
-        tmp,
-        DJANGO_SETTINGS_MODULE="favicon_test_settings",
-        PYTHONPATH=os.pathsep.join(filter(None, [str(tmp), os.environ.get("PYTHONPATH", "")])),
-        TEST_STATIC_ROOT=str(tmp / "static"),
-        DJANGO_ALLOWED_HOSTS="127.0.0.1",
-        DJANGO_SSL_REDIRECT="0",
-    )
-    manage(env, "migrate", "--noinput")
-    manage(env, "collectstatic", "--noinput")
-    with run_daphne(env, log_path=tmp / "daphne.log") as server:
-        yield server
-
-
-def http_get(server: DaphneProcess, path: str) -> tuple[int, http.client.HTTPMessage, bytes]:
-    connection = http.client.HTTPConnection(server.host, server.port, timeout=10)
-    try:
-        connection.request("GET", path)
-        response = connection.getresponse()
-        return response.status, response.headers, response.read()
-    finally:
-        connection.close()
-
 
 def test_in_production_pages_link_the_hashed_icon_and_favicon_ico_finds_it(
-    production_daphne: DaphneProcess,
+    production_server: DaphneProcess,
 ) -> None:
-    status, _, page = http_get(production_daphne, "/accounts/login/")
+    status, _, page = http_get(production_server, "/accounts/login/")
     assert status == 200
     found = ICON_LINK.search(page.decode())
     assert found is not None
     href = found.group(1)
     assert re.fullmatch(r"/static/favicon\.[0-9a-f]{12}\.svg", href), href
-    status, headers, body = http_get(production_daphne, href)
+    status, headers, body = http_get(production_server, href)
     assert_is_the_icon(status, headers["Content-Type"], body)
     assert "immutable" in headers["Cache-Control"]  # a hashed name is cached for good
 
-    status, headers, _ = http_get(production_daphne, "/favicon.ico")
+    status, headers, _ = http_get(production_server, "/favicon.ico")
     assert status == 301
     assert headers["Location"] == "/static/favicon.svg"
-    status, headers, body = http_get(production_daphne, headers["Location"])
+    status, headers, body = http_get(production_server, headers["Location"])
     assert_is_the_icon(status, headers["Content-Type"], body)

@@ -5,7 +5,6 @@ databases, against the fake Anthropic as its own process (``live_fake_anthropic`
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import shutil
 import subprocess
@@ -20,18 +19,15 @@ from chat.testing.live import (
     REPO_ROOT,
     TEST_SETTINGS,
     Cluster,
-    DaphneProcess,
     FakeProcess,
     app_env,
     create_user,
     free_port,
     manage,
     run_cluster,
-    run_daphne,
     services_missing,
     start_live_app,
 )
-from tests.helpers import production_env
 from tests.live.helpers import (
     CONCURRENT,
     ORPHAN_AFTER,
@@ -159,39 +155,3 @@ def terminal_db(live_fake_anthropic: FakeProcess) -> Iterator[TerminalDb]:
 def db(terminal_db: TerminalDb) -> TerminalDb:
     terminal_db.fake.restore()
     return terminal_db
-
-
-# --------------------------------------------------------------------------------------------
-# daphne with the production settings (test_security_headers.py)
-# --------------------------------------------------------------------------------------------
-
-#: The production settings with one change: STATIC_ROOT in a temp dir, so collectstatic (the
-#: manifest that DJANGO_DEBUG=0 needs) never writes into the shared checkout.
-PROD_SETTINGS_MODULE = """\
-import os
-
-from chatsite.settings import *  # noqa: F403
-
-STATIC_ROOT = os.environ["TEST_STATIC_ROOT"]
-"""
-
-
-@pytest.fixture(scope="module")
-def production_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaphneProcess]:
-    tmp = tmp_path_factory.mktemp("production")
-    (tmp / "security_test_settings.py").write_text(PROD_SETTINGS_MODULE)
-    env = production_env(
-        tmp,
-        DJANGO_SETTINGS_MODULE="security_test_settings",
-        PYTHONPATH=os.pathsep.join(filter(None, [str(tmp), os.environ.get("PYTHONPATH", "")])),
-        TEST_STATIC_ROOT=str(tmp / "static"),
-        DJANGO_ALLOWED_HOSTS="127.0.0.1",
-        # TLS ends at "nginx": this test plays it by sending X-Forwarded-Proto: https. The
-        # redirect stays off only because start_daphne's readiness probe speaks plain HTTP.
-        DJANGO_SECURE_PROXY_SSL_HEADER="X-Forwarded-Proto",
-        DJANGO_SSL_REDIRECT="0",
-    )
-    manage(env, "migrate", "--noinput")
-    manage(env, "collectstatic", "--noinput")
-    with run_daphne(env, log_path=tmp / "daphne.log") as server:
-        yield server

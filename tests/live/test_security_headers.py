@@ -4,28 +4,14 @@ settings (DJANGO_DEBUG=0; the fixture is ``production_server``). The policy itse
 
 from __future__ import annotations
 
-import http.client
-
 import pytest
 
 from chat.testing.live import DaphneProcess
-from tests.helpers import assert_strict, directives, expected_policy, page_nonce
+from tests.helpers import assert_strict, directives, expected_policy, http_get, page_nonce
 
 # --------------------------------------------------------------------------------------------
 # daphne with DJANGO_DEBUG=0: the headers as a browser behind nginx would get them
 # --------------------------------------------------------------------------------------------
-
-
-def _get(
-    server: DaphneProcess, path: str, headers: dict[str, str] | None = None
-) -> tuple[int, http.client.HTTPMessage, str]:
-    connection = http.client.HTTPConnection(server.host, server.port, timeout=10)
-    try:
-        connection.request("GET", path, headers=headers or {})
-        response = connection.getresponse()
-        return response.status, response.headers, response.read().decode(errors="replace")
-    finally:
-        connection.close()
 
 
 HTTPS = {"X-Forwarded-Proto": "https"}
@@ -35,7 +21,8 @@ HTTPS = {"X-Forwarded-Proto": "https"}
 def test_production_pages_over_the_proxys_https_carry_every_security_header(
     production_server: DaphneProcess, path: str
 ) -> None:
-    status, headers, html = _get(production_server, path, HTTPS)
+    status, headers, body = http_get(production_server, path, HTTPS)
+    html = body.decode()
     assert status == 200
     assert headers["Strict-Transport-Security"] == "max-age=31536000; includeSubDomains"
     assert headers["X-Content-Type-Options"] == "nosniff"
@@ -53,7 +40,7 @@ def test_production_over_plain_http_sends_no_hsts_but_the_other_headers(
     production_server: DaphneProcess,
 ) -> None:
     # Browsers ignore HSTS over plain HTTP; Django sends it on HTTPS responses only.
-    status, headers, _ = _get(production_server, "/accounts/login/")
+    status, headers, _ = http_get(production_server, "/accounts/login/")
     assert status == 200
     assert "Strict-Transport-Security" not in headers
     assert headers["X-Content-Type-Options"] == "nosniff"
@@ -62,7 +49,7 @@ def test_production_over_plain_http_sends_no_hsts_but_the_other_headers(
 
 
 def test_production_error_pages_carry_the_policy_too(production_server: DaphneProcess) -> None:
-    status, headers, _ = _get(production_server, "/no-such-page/", HTTPS)
+    status, headers, _ = http_get(production_server, "/no-such-page/", HTTPS)
     assert status == 404
     assert directives(headers["Content-Security-Policy"]) == expected_policy()
     assert headers["Strict-Transport-Security"] == "max-age=31536000; includeSubDomains"
